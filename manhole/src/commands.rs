@@ -1,0 +1,365 @@
+//! The console's commands: how each is named, documented and run.
+//!
+//! Every command is one row of [`COMMANDS`]; `help` is generated from that table, so a command
+//! cannot exist without its documentation. Commands return text and never touch the socket, so
+//! they are tested here without one.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::procfs;
+use crate::server::Server;
+use crate::stacks;
+
+/// What a command needs from the running manhole.
+pub(crate) struct Context<'a> {
+    pub(crate) server: &'a Server,
+}
+
+/// What the session does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Show this text (ending in a newline, or empty) and prompt again.
+    Text(String),
+    /// End the session.
+    Quit,
+}
+
+/// What running a command does to the process.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    ReadsOnly,
+}
+
+impl Effect {
+    fn describe(self) -> &'static str {
+        match self {
+            Effect::ReadsOnly => "reads only; changes nothing in the process",
+        }
+    }
+}
+
+struct CommandSpec {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    usage: &'static str,
+    summary: &'static str,
+    details: &'static str,
+    effect: Effect,
+    run: fn(&[&str], &Context<'_>) -> Outcome,
+}
+
+const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "help",
+        aliases: &["?"],
+        usage: "help [COMMAND]",
+        summary: "list the commands, or explain one",
+        details: "Without an argument, lists every command in one line each.\n\
+                  With a command name (or alias), shows its syntax and what it does.\n\
+                  Example: help stacks",
+        effect: Effect::ReadsOnly,
+        run: run_help,
+    },
+    CommandSpec {
+        name: "stacks",
+        aliases: &["threads", "bt"],
+        usage: "stacks",
+        summary: "the stack of every thread (as on connect)",
+        details: "Lists every thread of the process with its id, name and state.\n\
+                  The thread running this session is unwound in full; the others show\n\
+                  what /proc tells: the system call they wait in and the function that\n\
+                  made it.",
+        effect: Effect::ReadsOnly,
+        run: run_stacks,
+    },
+    CommandSpec {
+        name: "info",
+        aliases: &[],
+        usage: "info",
+        summary: "the process: pid, exe, uptime, threads, fds, memory, CPU",
+        details: "Shows pid and parent, executable, arguments, working directory, user,\n\
+                  uptime, thread count, open fds against their limit, memory, CPU time,\n\
+                  open sessions and versions.",
+        effect: Effect::ReadsOnly,
+        run: run_info,
+    },
+    CommandSpec {
+        name: "quit",
+        aliases: &["exit"],
+        usage: "quit",
+        summary: "end this session (as does Ctrl-D)",
+        details: "Closes this session. The process and other sessions go on.",
+        effect: Effect::ReadsOnly,
+        run: |_, _| Outcome::Quit,
+    },
+];
+
+fn lookup(word: &str) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name == word || c.aliases.contains(&word))
+}
+
+/// Shows user input inside an error line: escaped, and cut short if long.
+fn quoted(word: &str) -> String {
+    let mut shown: String = word.chars().take(40).collect();
+    if shown.len() < word.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// Runs one command line.
+pub(crate) fn execute(line: &str, context: &Context<'_>) -> Outcome {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((first, args)) = words.split_first() else {
+        return Outcome::Text(String::new());
+    };
+    match lookup(first) {
+        Some(spec) => (spec.run)(args, context),
+        None => Outcome::Text(format!(
+            "error: unknown command {}; type \"help\" for the list\n",
+            quoted(first)
+        )),
+    }
+}
+
+fn no_arguments(name: &str, args: &[&str]) -> Option<Outcome> {
+    (!args.is_empty()).then(|| {
+        Outcome::Text(format!(
+            "error: {name} takes no arguments (got {}); see \"help {name}\"\n",
+            quoted(args[0])
+        ))
+    })
+}
+
+fn run_help(args: &[&str], _: &Context<'_>) -> Outcome {
+    Outcome::Text(help_text(args))
+}
+
+fn help_text(args: &[&str]) -> String {
+    match args {
+        [] => {
+            let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
+            let mut out = String::from("Commands (\"help COMMAND\" for details):\n");
+            for c in COMMANDS {
+                let aliases = if c.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also: {})", c.aliases.join(", "))
+                };
+                let _ = writeln!(out, "  {:width$}  {}{aliases}", c.usage, c.summary);
+            }
+            out
+        }
+        [word] => match lookup(word) {
+            Some(c) => {
+                let mut out = format!("usage: {}\n{}\n", c.usage, c.details);
+                if !c.aliases.is_empty() {
+                    let _ = writeln!(out, "aliases: {}", c.aliases.join(", "));
+                }
+                let _ = writeln!(out, "effect: {}", c.effect.describe());
+                out
+            }
+            None => format!(
+                "error: no command named {}; type \"help\" for the list\n",
+                quoted(word)
+            ),
+        },
+        [_, extra, ..] => format!(
+            "error: help takes one command name (got also {})\n",
+            quoted(extra)
+        ),
+    }
+}
+
+fn run_stacks(args: &[&str], _: &Context<'_>) -> Outcome {
+    if let Some(err) = no_arguments("stacks", args) {
+        return err;
+    }
+    Outcome::Text(stacks::dump_text())
+}
+
+fn run_info(args: &[&str], context: &Context<'_>) -> Outcome {
+    if let Some(err) = no_arguments("info", args) {
+        return err;
+    }
+    Outcome::Text(info_text(context.server))
+}
+
+fn info_text(server: &Server) -> String {
+    let stat = procfs::process_stat();
+    let unknown = || "?".to_owned();
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let ppid = stat.ppid.map_or_else(unknown, |p| p.to_string());
+    rows.push(("pid", format!("{} (parent {ppid})", std::process::id())));
+    rows.push((
+        "exe",
+        procfs::exe().map_or_else(unknown, |p| p.display().to_string()),
+    ));
+    rows.push(("argv", procfs::cmdline().join(" ")));
+    rows.push((
+        "cwd",
+        std::env::current_dir().map_or_else(|_| unknown(), |p| p.display().to_string()),
+    ));
+    rows.push((
+        "user",
+        format!(
+            "uid {} euid {} gid {} egid {}",
+            nix::unistd::getuid(),
+            nix::unistd::geteuid(),
+            nix::unistd::getgid(),
+            nix::unistd::getegid()
+        ),
+    ));
+    rows.push(("uptime", stat.uptime.map_or_else(unknown, human_duration)));
+    rows.push(("threads", stat.threads.map_or_else(unknown, |t| t.to_string())));
+    let fds = procfs::open_fd_count().map_or_else(unknown, |n| n.to_string());
+    rows.push((
+        "fds",
+        match crate::sys::fd_limits() {
+            Some((soft, hard)) => format!("{fds} open of {soft} allowed (hard limit {hard})"),
+            None => format!("{fds} open"),
+        },
+    ));
+    rows.push((
+        "memory",
+        format!(
+            "RSS {}, virtual {}",
+            stat.rss_bytes.map_or_else(unknown, human_bytes),
+            stat.vm_bytes.map_or_else(unknown, human_bytes)
+        ),
+    ));
+    let secs = |d: Option<Duration>| d.map_or_else(unknown, |d| format!("{:.2} s", d.as_secs_f64()));
+    rows.push((
+        "cpu",
+        format!("user {}, system {}", secs(stat.user_cpu), secs(stat.system_cpu)),
+    ));
+    let sessions = server.sessions();
+    rows.push((
+        "sessions",
+        format!("{} open (at most {})", sessions.len(), server.config.max_sessions),
+    ));
+    rows.push((
+        "socket",
+        server
+            .socket_path()
+            .map_or_else(unknown, |p| p.display().to_string()),
+    ));
+    rows.push(("manhole up", human_duration(server.started.elapsed())));
+    rows.push((
+        "versions",
+        format!("manhole {}, {}", env!("CARGO_PKG_VERSION"), kernel()),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in rows {
+        let _ = writeln!(out, "{key:width$}  {value}");
+    }
+    out
+}
+
+fn kernel() -> String {
+    match nix::sys::utsname::uname() {
+        Ok(u) => format!(
+            "{} {} {}",
+            u.sysname().to_string_lossy(),
+            u.release().to_string_lossy(),
+            u.machine().to_string_lossy()
+        ),
+        Err(_) => std::env::consts::OS.to_owned(),
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`: the two largest units.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match () {
+        _ if days > 0 => format!("{days}d {hours}h"),
+        _ if hours > 0 => format!("{hours}h {minutes}m"),
+        _ if minutes > 0 => format!("{minutes}m {seconds}s"),
+        _ => format!("{seconds}s"),
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_command_once_with_aliases() {
+        let text = help_text(&[]);
+        for c in COMMANDS {
+            assert_eq!(
+                text.matches(&format!("\n  {}", c.usage)).count(),
+                1,
+                "{}:\n{text}",
+                c.name
+            );
+        }
+        assert!(text.contains("(also: threads, bt)"), "{text}");
+        assert!(
+            text.lines().all(|l| l.chars().count() <= 80),
+            "fits a terminal:\n{text}"
+        );
+    }
+
+    #[test]
+    fn help_for_one_command_by_name_or_alias() {
+        let text = help_text(&["bt"]);
+        assert!(text.starts_with("usage: stacks\n"), "{text}");
+        assert!(text.contains("effect: reads only"), "{text}");
+        assert!(help_text(&["nope"]).starts_with("error: no command named \"nope\""));
+        assert!(help_text(&["a", "b"]).starts_with("error: help takes one command name"));
+    }
+
+    #[test]
+    fn names_and_aliases_are_unique() {
+        let mut all: Vec<&str> = COMMANDS
+            .iter()
+            .flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied()))
+            .collect();
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count);
+    }
+
+    #[test]
+    fn hostile_words_are_escaped_and_cut() {
+        let shown = quoted("\u{1b}[2J\u{7}evil");
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown}");
+        let long = quoted(&"x".repeat(10_000));
+        assert!(long.len() < 60, "{long}");
+    }
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(human_duration(Duration::from_secs(12)), "12s");
+        assert_eq!(human_duration(Duration::from_secs(250)), "4m 10s");
+        assert_eq!(human_duration(Duration::from_secs(7500)), "2h 5m");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5)),
+            "3d 4h"
+        );
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12 * 1024 * 1024 + 300 * 1024), "12.3 MiB");
+    }
+}

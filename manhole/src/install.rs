@@ -1,0 +1,133 @@
+//! Installing, replacing and uninstalling the one manhole of the process.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
+
+use crate::logging::{self, mlog};
+use crate::server::Server;
+use crate::{Error, Options, sys};
+
+/// The installed manhole, if any.
+static INSTALLED: Mutex<Option<Arc<Server>>> = Mutex::new(None);
+/// The pid that installed it: exit handlers in a forked child must leave the parent's alone.
+static INSTALLED_BY: AtomicU32 = AtomicU32::new(0);
+static EXIT_HOOK: Once = Once::new();
+
+fn installed() -> MutexGuard<'static, Option<Arc<Server>>> {
+    INSTALLED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the manhole: binds the socket and starts the listener thread.
+///
+/// ```no_run
+/// let handle = manhole::install(manhole::Options::new())?;
+/// println!("connect with: socat - unix-connect:{}", handle.socket_path().unwrap().display());
+/// # Ok::<(), manhole::Error>(())
+/// ```
+///
+/// Dropping the returned [`Handle`] leaves the manhole running for the life of the process,
+/// so `manhole::install(options)?;` is fine. The socket is removed by [`Handle::uninstall`] and
+/// when the process exits normally.
+///
+/// # Errors
+/// - [`Error::AlreadyInstalled`] if a manhole runs and `strict` is on (the default). With
+///   `strict(false)` the running one is stopped and replaced instead.
+/// - [`Error::ConfigurationConflict`], [`Error::InvalidSignal`], [`Error::NotSupported`] for
+///   options that cannot be honoured; nothing is installed then.
+/// - [`Error::SocketPathInUse`], [`Error::SocketPathTooLong`], [`Error::Io`] when the socket
+///   cannot be created.
+///
+/// # Security
+/// The socket is created with mode 0600 before it listens, and every client's credentials are
+/// checked before a byte is written: only this process's effective uid and root are served.
+pub fn install(options: Options) -> Result<Handle, Error> {
+    let validated = options.validate()?;
+    let mut slot = installed();
+    if let Some(running) = slot.as_ref() {
+        if options.strict {
+            return Err(Error::AlreadyInstalled {
+                socket_path: running.socket_path(),
+            });
+        }
+        if let Some(previous) = slot.take() {
+            previous.stop();
+        }
+    }
+    logging::configure(options.verbose, &options.verbose_destination)?;
+    let server = Server::start(&options, validated)?;
+    INSTALLED_BY.store(std::process::id(), Ordering::Release);
+    EXIT_HOOK.call_once(|| {
+        if let Err(e) = sys::at_exit(at_exit) {
+            mlog!("Cannot register the exit hook ({e}); the socket will stay after exit");
+        }
+    });
+    let handle = Handle {
+        server: Arc::downgrade(&server),
+    };
+    *slot = Some(server);
+    Ok(handle)
+}
+
+/// Runs at normal process exit, in the process that installed manhole only.
+extern "C" fn at_exit() {
+    if INSTALLED_BY.load(Ordering::Acquire) != std::process::id() {
+        return;
+    }
+    // A panic must not unwind out of an extern "C" function (that aborts the process).
+    let _ = std::panic::catch_unwind(|| {
+        let server = installed().take();
+        if let Some(server) = server {
+            server.stop_for_exit();
+        }
+    });
+}
+
+/// The installed manhole, as [`install`] returns it.
+///
+/// Dropping it changes nothing: the manhole keeps running until [`Handle::uninstall`] or exit.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    server: Weak<Server>,
+}
+
+impl Handle {
+    fn live(&self) -> Option<Arc<Server>> {
+        let server = self.server.upgrade()?;
+        let slot = installed();
+        slot.as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &server))
+            .then_some(server)
+    }
+
+    /// Where the manhole listens now, or `None` once it was uninstalled or replaced.
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        self.live().and_then(|server| server.socket_path())
+    }
+
+    /// Serves one session now, for applications that trigger manhole themselves.
+    ///
+    /// # Errors
+    /// Not supported yet: always [`Error::NotSupported`].
+    pub fn handle_oneshot(&self) -> Result<(), Error> {
+        Err(Error::NotSupported {
+            option: "handle_oneshot",
+            detail: "one-shot sessions arrive in a later release",
+        })
+    }
+
+    /// Stops the manhole: the listener thread ends, open sessions are closed, and the socket
+    /// file is removed. Does nothing if this manhole was already uninstalled or replaced.
+    pub fn uninstall(self) {
+        let server = {
+            let mut slot = installed();
+            match slot.as_ref() {
+                Some(current) if Weak::ptr_eq(&self.server, &Arc::downgrade(current)) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(server) = server {
+            server.stop();
+        }
+    }
+}

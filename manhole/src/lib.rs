@@ -1,0 +1,86 @@
+//! Attach to a live Rust process over a Unix socket: see the stack of every thread and a
+//! console, without a debugger, without ptrace, without restarting it.
+//!
+//! ```no_run
+//! fn main() -> Result<(), manhole::Error> {
+//!     manhole::install(manhole::Options::new())?;
+//!     // … the service runs; an engineer connects with
+//!     //     socat readline unix-connect:/tmp/manhole-<pid>
+//!     //     nc -U /tmp/manhole-<pid>
+//!     //     manhole-cli <pid>
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A client first receives the stack dump of every thread, then a banner and the `>>> ` prompt:
+//!
+//! ```text
+//! ######### ProcessID=4242, ThreadID=4250 #########
+//! Thread 4242 "main" (sleeping):
+//!    0: __GI___clock_nanosleep
+//!         at ./nptl/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48:10
+//!      (innermost frame only, from /proc: in system call clock_nanosleep, kernel wait hrtimer_nanosleep)
+//! …
+//! #############################################
+//! manhole 0.1.0 in /srv/app/bin/app (pid 4242), up 3h 12m
+//! Type "help" for commands.
+//! >>> info
+//! ```
+//!
+//! Commands: `help [COMMAND]`, `stacks` (also `threads`, `bt`), `info`, `quit` (also `exit`,
+//! Ctrl-D).
+//!
+//! The same dump is available to the program itself with [`dump_stacktraces`], for watchdogs
+//! and logs.
+//!
+//! # Security
+//! Only the process's effective uid and root may use the console. The socket is created with
+//! mode 0600 before it starts listening, and the kernel-reported credentials of every client are
+//! checked before a byte is written; anyone else gets one line (`manhole: access denied …`) and
+//! EOF, and the refusal is logged. An existing file at the socket path is replaced only if it
+//! is a dead socket of the same user; anything else makes [`install`] fail and is left alone.
+//!
+//! # Limitations
+//! - Linux is the supported platform; macOS compiles and serves sessions, without `/proc` facts.
+//! - Threads other than the one serving the session show their innermost frame (from
+//!   `/proc/<pid>/task/<tid>/syscall`) until in-process capture of every stack lands.
+//! - `activate_on`, `oneshot_on`, `thread(false)`, `patch_fork(true)`, `redirect_stderr(true)`
+//!   and `local` are part of the API but not supported yet: [`install`] says so with
+//!   [`Error::NotSupported`] instead of ignoring them.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
+
+mod commands;
+mod error;
+mod install;
+mod listener;
+mod logging;
+mod options;
+mod procfs;
+mod server;
+mod session;
+mod signal;
+mod stacks;
+mod sys;
+
+pub use error::Error;
+pub use install::{Handle, install};
+pub use listener::default_socket_path;
+pub use logging::VerboseDestination;
+pub use options::{Options, SigMask};
+pub use signal::{Signal, SignalSpec};
+
+/// The stack dump a session starts with, as text: every thread of the process, with the
+/// calling thread unwound in full.
+///
+/// Use it from the program itself, for example in a watchdog that logs where everything is
+/// when a request takes too long. It does not need [`install`].
+///
+/// ```
+/// let dump = manhole::dump_stacktraces();
+/// assert!(dump.starts_with("######### ProcessID="));
+/// assert!(dump.contains("\"main\""));
+/// ```
+pub fn dump_stacktraces() -> String {
+    stacks::dump_text()
+}

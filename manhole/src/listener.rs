@@ -1,0 +1,249 @@
+//! The socket file: claiming the path, binding with mode 0600 before anyone can connect, and
+//! removing exactly the inode manhole created, never anything else.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+
+use crate::Error;
+use crate::logging::mlog;
+
+/// `/tmp/manhole-<pid>`, where a process listens unless told otherwise and where clients look.
+pub fn default_socket_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/manhole-{pid}"))
+}
+
+/// How many connections may wait to be accepted.
+const BACKLOG: i32 = 64;
+
+/// A listening socket and the identity of the file it created.
+#[derive(Debug)]
+pub(crate) struct BoundSocket {
+    pub(crate) listener: UnixListener,
+    pub(crate) file: SocketFile,
+}
+
+/// The socket's path and the inode created there, so cleanup removes only that inode, and
+/// only from the process that created it (a forked child never removes its parent's socket).
+#[derive(Clone, Debug)]
+pub(crate) struct SocketFile {
+    pub(crate) path: PathBuf,
+    dev: u64,
+    ino: u64,
+    owner_pid: u32,
+}
+
+impl SocketFile {
+    /// Removes the socket file if it is still the one this process created.
+    pub(crate) fn remove(&self) -> bool {
+        if std::process::id() != self.owner_pid {
+            return false;
+        }
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                fs::remove_file(&self.path).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Claims `path` and listens there: bind → chmod 0600 → listen, so nobody else can connect in
+/// between. An existing file is replaced only if it is a socket of this user that no process
+/// listens on any more.
+pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
+    let addr = UnixAddr::new(path).map_err(|_| Error::SocketPathTooLong {
+        path: path.to_owned(),
+        max: max_path_len(),
+    })?;
+    clear_stale(path)?;
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("create a socket", None, e.into()))?;
+    use std::os::fd::AsRawFd;
+    socket::bind(fd.as_raw_fd(), &addr).map_err(|e| match e {
+        nix::errno::Errno::EADDRINUSE => Error::SocketPathInUse {
+            path: path.to_owned(),
+            reason: "another process created it at the same moment".to_owned(),
+        },
+        e => Error::io("bind the socket", Some(path.to_owned()), e.into()),
+    })?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return Err(Error::io("inspect the new socket", Some(path.to_owned()), e)),
+    };
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        owner_pid: std::process::id(),
+    };
+    let finish = || -> Result<UnixListener, Error> {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("restrict the socket to its owner", Some(path.to_owned()), e))?;
+        let backlog = Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN);
+        socket::listen(&fd, backlog).map_err(|e| Error::io("listen", Some(path.to_owned()), e.into()))?;
+        let listener = UnixListener::from(fd);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("make the socket non-blocking", Some(path.to_owned()), e))?;
+        Ok(listener)
+    };
+    match finish() {
+        Ok(listener) => Ok(BoundSocket { listener, file }),
+        Err(err) => {
+            file.remove();
+            Err(err)
+        }
+    }
+}
+
+/// Makes room at `path` when what is there is a stale socket of ours; refuses anything else.
+fn clear_stale(path: &Path) -> Result<(), Error> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("inspect the socket path", Some(path.to_owned()), e)),
+    };
+    let in_use = |reason: String| Error::SocketPathInUse {
+        path: path.to_owned(),
+        reason,
+    };
+    if !meta.file_type().is_socket() {
+        return Err(in_use(format!(
+            "{} is there, not a socket; manhole leaves it alone",
+            describe(&meta)
+        )));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(in_use(format!(
+            "it is a socket of uid {} (this process runs as uid {euid}); manhole leaves it alone",
+            meta.uid()
+        )));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(in_use("a live process is listening there".to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            // Nobody listens: the socket of a process that died without cleaning up.
+            match fs::remove_file(path) {
+                Ok(()) => {
+                    mlog!("Removed stale socket {}", path.display());
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("remove the stale socket", Some(path.to_owned()), e)),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(
+            "check whether the socket is live",
+            Some(path.to_owned()),
+            e,
+        )),
+    }
+}
+
+fn describe(meta: &fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device or other special file"
+    }
+}
+
+fn max_path_len() -> usize {
+    // SAFETY: sockaddr_un is plain data; a zeroed value is only used to read the array length.
+    let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_path.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("manhole-unit-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("sock")
+    }
+
+    #[test]
+    fn binds_with_mode_0600_and_removes_only_its_inode() {
+        let path = scratch("mode");
+        let bound = bind(&path).unwrap();
+        let mode = fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        UnixStream::connect(&path).unwrap();
+        // A different inode at the same path is not ours to remove.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"someone else's").unwrap();
+        assert!(!bound.file.remove());
+        assert_eq!(fs::read(&path).unwrap(), b"someone else's");
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_live_one_is_not() {
+        let path = scratch("stale");
+        let first = bind(&path).unwrap();
+        let err = bind(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("a live process is listening there"),
+            "{err}"
+        );
+        drop(first.listener); // the file stays, nobody listens: stale
+        assert!(path.exists());
+        let second = bind(&path).unwrap();
+        UnixStream::connect(&path).unwrap();
+        assert!(second.file.remove());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn foreign_files_are_left_alone() {
+        let path = scratch("foreign");
+        fs::write(&path, b"precious").unwrap();
+        let err = bind(&path).unwrap_err();
+        assert!(matches!(err, Error::SocketPathInUse { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("a regular file"),
+            "{text}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"precious");
+
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(bind(&path).unwrap_err().to_string().contains("a directory"));
+        fs::remove_dir(&path).unwrap();
+
+        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        assert!(bind(&path).unwrap_err().to_string().contains("a symbolic link"));
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn overlong_paths_are_refused_clearly() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
+        let err = bind(&long).unwrap_err();
+        assert!(matches!(err, Error::SocketPathTooLong { .. }), "{err}");
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
+}

@@ -1,0 +1,459 @@
+//! [`Options`]: everything [`install`](crate::install) can be told, as a builder.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Error;
+use crate::logging::VerboseDestination;
+use crate::signal::{Signal, SignalSpec};
+use crate::sys::SignalSet;
+
+/// How manhole is installed. Start from [`Options::new`] (the same as `Default`) and chain.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = manhole::Options::new()
+///     .socket_path("/tmp/my-service.manhole")
+///     .verbose(false)
+///     .max_sessions(8)
+///     .idle_timeout(Duration::from_secs(600));
+/// # let _ = options;
+/// ```
+///
+/// Every option is checked by [`install`](crate::install), before anything is installed: a
+/// builder call never fails and never panics.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) socket_path: Option<PathBuf>,
+    pub(crate) activate_on: Option<SignalSpec>,
+    pub(crate) oneshot_on: Option<SignalSpec>,
+    pub(crate) thread: bool,
+    pub(crate) patch_fork: bool,
+    pub(crate) reinstall_delay: Duration,
+    pub(crate) strict: bool,
+    pub(crate) verbose: bool,
+    pub(crate) verbose_destination: VerboseDestination,
+    pub(crate) sigmask: SigMask,
+    pub(crate) daemon_connection: bool,
+    pub(crate) redirect_stderr: bool,
+    pub(crate) locals: Vec<(String, Arc<dyn fmt::Debug + Send + Sync>)>,
+    pub(crate) max_sessions: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            socket_path: None,
+            activate_on: None,
+            oneshot_on: None,
+            thread: true,
+            patch_fork: false,
+            reinstall_delay: Duration::from_millis(500),
+            strict: true,
+            verbose: true,
+            verbose_destination: VerboseDestination::Stderr,
+            sigmask: SigMask::all(),
+            daemon_connection: false,
+            redirect_stderr: false,
+            locals: Vec::new(),
+            max_sessions: 32,
+            idle_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: always on, listening at `/tmp/manhole-<pid>`, strict, verbose to fd 2.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listen at this path instead of `/tmp/manhole-<pid>`.
+    ///
+    /// Use a directory only your service's user can enter (`/run/<app>/`) when the host shares
+    /// `/tmp` with untrusted users. An existing socket at the path is replaced only when it
+    /// belongs to this user and nothing listens on it any more; anything else makes `install`
+    /// fail with [`Error::SocketPathInUse`].
+    pub fn socket_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket_path = Some(path.into());
+        self
+    }
+
+    /// Listen only after this signal arrives (`"USR1"`, `"SIGUSR1"`, `10` or a [`Signal`]).
+    ///
+    /// # Limitations
+    /// Not supported yet: `install` returns [`Error::NotSupported`].
+    pub fn activate_on(mut self, signal: impl Into<SignalSpec>) -> Self {
+        self.activate_on = Some(signal.into());
+        self
+    }
+
+    /// Serve exactly one session each time this signal arrives, then remove the socket.
+    ///
+    /// # Limitations
+    /// Not supported yet: `install` returns [`Error::NotSupported`].
+    pub fn oneshot_on(mut self, signal: impl Into<SignalSpec>) -> Self {
+        self.oneshot_on = Some(signal.into());
+        self
+    }
+
+    /// Whether a listener thread serves connections (the default). `false` with no signal
+    /// option is manual mode: nothing listens until [`Handle::handle_oneshot`](crate::Handle::handle_oneshot).
+    ///
+    /// # Limitations
+    /// Manual mode is not supported yet: `thread(false)` makes `install` return
+    /// [`Error::NotSupported`].
+    pub fn thread(mut self, thread: bool) -> Self {
+        self.thread = thread;
+        self
+    }
+
+    /// Give a child created by `fork` (without `exec`) its own manhole at
+    /// `/tmp/manhole-<childpid>` after [`reinstall_delay`](Options::reinstall_delay).
+    ///
+    /// Whatever this option says, a forked child never removes its parent's socket.
+    ///
+    /// # Limitations
+    /// Off by default in this release and not supported yet: `patch_fork(true)` makes `install`
+    /// return [`Error::NotSupported`].
+    pub fn patch_fork(mut self, patch_fork: bool) -> Self {
+        self.patch_fork = patch_fork;
+        self
+    }
+
+    /// How long a forked child waits before it creates its manhole, so that `fork` + `exec`
+    /// children never create one (default 500 ms). Only meaningful with `patch_fork`.
+    pub fn reinstall_delay(mut self, delay: Duration) -> Self {
+        self.reinstall_delay = delay;
+        self
+    }
+
+    /// With `true` (the default) a second `install` fails with [`Error::AlreadyInstalled`];
+    /// with `false` it stops the running manhole (its thread, sessions, socket) and replaces it.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Log what manhole does (`Manhole[<pid>:<time>]: <message>` lines). On by default.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Where the verbose log goes: fd 2 by default, any fd, a file, or the `log` crate.
+    ///
+    /// Log lines are written with raw write(2), never through a lock a fork could leave held; a
+    /// closed destination loses the line and never makes `install` fail.
+    pub fn verbose_destination(mut self, destination: impl Into<VerboseDestination>) -> Self {
+        self.verbose_destination = destination.into();
+        self
+    }
+
+    /// Which signals manhole's own threads block (by default [`SigMask::all`]).
+    ///
+    /// A thread that blocks a signal never receives it, so an application that waits for
+    /// signals with signalfd or sigwait keeps every one of them.
+    pub fn sigmask(mut self, mask: SigMask) -> Self {
+        self.sigmask = mask;
+        self
+    }
+
+    /// With `false` (the default), when the program exits normally while sessions are open,
+    /// those sessions are told and the exit waits until they end; with `true` they are cut off.
+    pub fn daemon_connection(mut self, daemon: bool) -> Self {
+        self.daemon_connection = daemon;
+        self
+    }
+
+    /// Show what the process writes to fd 2 in open sessions as well.
+    ///
+    /// # Limitations
+    /// Off by default and not supported yet: `redirect_stderr(true)` makes `install` return
+    /// [`Error::NotSupported`].
+    pub fn redirect_stderr(mut self, redirect: bool) -> Self {
+        self.redirect_stderr = redirect;
+        self
+    }
+
+    /// Make a value of the running program visible in the console under `name`.
+    ///
+    /// # Limitations
+    /// The console cannot show values yet: `install` returns [`Error::NotSupported`] when any
+    /// local is given.
+    pub fn local<T>(mut self, name: impl Into<String>, value: Arc<T>) -> Self
+    where
+        T: fmt::Debug + Send + Sync + 'static,
+    {
+        self.locals.push((name.into(), value));
+        self
+    }
+
+    /// How many sessions may be open at once (default 32). One more gets a one-line refusal.
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max;
+        self
+    }
+
+    /// How long a session may stay silent before it is closed (default one hour).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Checks every option and resolves signals, so nothing is installed on a bad configuration.
+    pub(crate) fn validate(&self) -> Result<Validated, Error> {
+        let activate_on = self.activate_on.as_ref().map(SignalSpec::resolve).transpose()?;
+        let oneshot_on = self.oneshot_on.as_ref().map(SignalSpec::resolve).transpose()?;
+        if let (Some(a), Some(o)) = (activate_on, oneshot_on)
+            && a == o
+        {
+            return Err(Error::ConfigurationConflict {
+                message: format!(
+                    "activate_on and oneshot_on are both {a}; one signal cannot both start the \
+                     listener and serve a single session"
+                ),
+            });
+        }
+        for signal in [activate_on, oneshot_on].into_iter().flatten() {
+            if !signal.is_catchable() || signal.is_synchronous_fault() {
+                return Err(Error::InvalidSignal {
+                    value: signal.name(),
+                    reason: "it cannot be caught or is raised by faults; use USR1, USR2 or a \
+                             real-time signal"
+                        .to_owned(),
+                });
+            }
+        }
+        let sigmask = self.sigmask.resolve()?;
+        if activate_on.is_some() {
+            return Err(not_yet(
+                "activate_on",
+                "signal activation arrives in a later release",
+            ));
+        }
+        if oneshot_on.is_some() {
+            return Err(not_yet(
+                "oneshot_on",
+                "one-shot sessions arrive in a later release",
+            ));
+        }
+        if !self.thread {
+            return Err(not_yet(
+                "thread",
+                "manual mode (thread(false)) arrives with handle_oneshot",
+            ));
+        }
+        if self.patch_fork {
+            return Err(not_yet(
+                "patch_fork",
+                "forked children cannot get their own manhole yet",
+            ));
+        }
+        if self.redirect_stderr {
+            return Err(not_yet(
+                "redirect_stderr",
+                "the stderr tee arrives in a later release",
+            ));
+        }
+        if !self.locals.is_empty() {
+            return Err(not_yet("local", "the console cannot print values yet"));
+        }
+        if self.max_sessions == 0 {
+            return Err(Error::ConfigurationConflict {
+                message: "max_sessions is 0, so no one could ever connect".to_owned(),
+            });
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(Error::ConfigurationConflict {
+                message: "idle_timeout is 0, so every session would close at once".to_owned(),
+            });
+        }
+        Ok(Validated { sigmask })
+    }
+}
+
+fn not_yet(option: &'static str, detail: &'static str) -> Error {
+    Error::NotSupported { option, detail }
+}
+
+/// What [`Options::validate`] derived from the options.
+#[derive(Debug)]
+pub(crate) struct Validated {
+    pub(crate) sigmask: SignalSet,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let locals: Vec<&str> = self.locals.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Options")
+            .field("socket_path", &self.socket_path)
+            .field("activate_on", &self.activate_on)
+            .field("oneshot_on", &self.oneshot_on)
+            .field("thread", &self.thread)
+            .field("patch_fork", &self.patch_fork)
+            .field("reinstall_delay", &self.reinstall_delay)
+            .field("strict", &self.strict)
+            .field("verbose", &self.verbose)
+            .field("verbose_destination", &self.verbose_destination)
+            .field("sigmask", &self.sigmask)
+            .field("daemon_connection", &self.daemon_connection)
+            .field("redirect_stderr", &self.redirect_stderr)
+            .field("locals", &locals)
+            .field("max_sessions", &self.max_sessions)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+/// The signals manhole's threads block (see [`Options::sigmask`]).
+///
+/// Faults the kernel raises on a thread itself (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
+/// `SIGTRAP`, `SIGSYS`) are never blocked: blocking them would turn a crash report into a
+/// silent kill.
+///
+/// ```
+/// use manhole::SigMask;
+///
+/// SigMask::all();                          // the default
+/// SigMask::none();                         // manhole threads accept any signal
+/// SigMask::only(["TERM", "INT", "HUP"]);   // just these
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigMask(MaskKind);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MaskKind {
+    All,
+    Only(Vec<SignalSpec>),
+}
+
+impl SigMask {
+    /// Every signal but the fault signals: manhole threads never take a signal meant for the app.
+    pub fn all() -> SigMask {
+        SigMask(MaskKind::All)
+    }
+
+    /// No signal is blocked.
+    pub fn none() -> SigMask {
+        SigMask(MaskKind::Only(Vec::new()))
+    }
+
+    /// Exactly these signals (names, numbers or [`Signal`]s; checked at install).
+    pub fn only<S: Into<SignalSpec>>(signals: impl IntoIterator<Item = S>) -> SigMask {
+        SigMask(MaskKind::Only(signals.into_iter().map(Into::into).collect()))
+    }
+
+    fn resolve(&self) -> Result<SignalSet, Error> {
+        let mut set = SignalSet::empty();
+        let signals: Vec<Signal> = match &self.0 {
+            MaskKind::All => (1..=max_signal_number())
+                .filter_map(|n| Signal::from_raw(n).ok())
+                .collect(),
+            MaskKind::Only(specs) => specs.iter().map(SignalSpec::resolve).collect::<Result<_, _>>()?,
+        };
+        for signal in signals {
+            if signal.is_catchable() && !signal.is_synchronous_fault() {
+                set.add(signal.as_raw());
+            }
+        }
+        Ok(set)
+    }
+}
+
+fn max_signal_number() -> i32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        libc::SIGRTMAX()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        31
+    }
+}
+
+impl Default for SigMask {
+    fn default() -> Self {
+        SigMask::all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejects(options: Options, needle: &str) {
+        match options.validate() {
+            Ok(_) => panic!("{needle}: options were accepted"),
+            Err(err) => assert!(err.to_string().contains(needle), "{err}"),
+        }
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let validated = Options::new().validate().unwrap();
+        assert!(validated.sigmask.contains(libc::SIGTERM));
+        assert!(validated.sigmask.contains(libc::SIGUSR1));
+        assert!(
+            !validated.sigmask.contains(libc::SIGSEGV),
+            "faults must stay deliverable"
+        );
+        assert!(!validated.sigmask.contains(libc::SIGBUS));
+    }
+
+    #[test]
+    fn same_signal_twice_is_a_conflict_before_anything_else() {
+        let err = Options::new()
+            .activate_on("USR1")
+            .oneshot_on("SIGUSR1")
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, Error::ConfigurationConflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn later_features_say_so() {
+        rejects(
+            Options::new().activate_on("USR1"),
+            "option `activate_on` is not supported yet",
+        );
+        rejects(
+            Options::new().oneshot_on(12),
+            "option `oneshot_on` is not supported yet",
+        );
+        rejects(Options::new().thread(false), "option `thread`");
+        rejects(Options::new().patch_fork(true), "option `patch_fork`");
+        rejects(Options::new().redirect_stderr(true), "option `redirect_stderr`");
+        rejects(Options::new().local("x", Arc::new(1)), "option `local`");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        rejects(Options::new().activate_on("USR9"), "invalid signal \"USR9\"");
+        rejects(Options::new().activate_on("KILL"), "cannot be caught");
+        rejects(Options::new().oneshot_on("SEGV"), "raised by faults");
+        rejects(
+            Options::new().sigmask(SigMask::only(["TERM", "BOGUS"])),
+            "\"BOGUS\"",
+        );
+        rejects(Options::new().max_sessions(0), "max_sessions is 0");
+        rejects(Options::new().idle_timeout(Duration::ZERO), "idle_timeout is 0");
+    }
+
+    #[test]
+    fn explicit_masks() {
+        let only = Options::new()
+            .sigmask(SigMask::only(["TERM", "SEGV"]))
+            .validate()
+            .unwrap();
+        assert!(only.sigmask.contains(libc::SIGTERM));
+        assert!(!only.sigmask.contains(libc::SIGINT));
+        assert!(!only.sigmask.contains(libc::SIGSEGV), "faults are never blocked");
+        let none = Options::new().sigmask(SigMask::none()).validate().unwrap();
+        assert!(!none.sigmask.contains(libc::SIGTERM));
+    }
+}

@@ -1,0 +1,428 @@
+//! A running manhole: the listener thread `manhole`, the admission of each client (peer
+//! credentials, session limit) and the registry of open sessions, one `manhole-session` thread each.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::listener::{self, SocketFile};
+use crate::logging::mlog;
+use crate::options::{Options, Validated};
+use crate::sys::{self, PeerCred, SignalSet};
+use crate::{Error, session};
+
+/// The settings a running manhole keeps from its [`Options`].
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) max_sessions: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) daemon_connection: bool,
+}
+
+/// An open session, as `info` and shutdown see it.
+#[derive(Debug)]
+pub(crate) struct SessionEntry {
+    /// A second handle on the client socket, to cut the session off at shutdown.
+    stream: UnixStream,
+    pub(crate) peer: PeerCred,
+    pub(crate) opened: SystemTime,
+    thread: Option<thread::ThreadId>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    next_id: u64,
+    open: BTreeMap<u64, SessionEntry>,
+}
+
+pub(crate) struct Server {
+    pub(crate) config: Config,
+    pub(crate) started: Instant,
+    socket: SocketFile,
+    sigmask: SignalSet,
+    sessions: Mutex<Sessions>,
+    sessions_changed: Condvar,
+    stopping: AtomicBool,
+    wake: Mutex<Option<UnixStream>>,
+    listener_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("socket", &self.socket.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a manhole lock was held must not take the service down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// Set on session threads, so that a session that ends the process does not wait for itself.
+    static IN_SESSION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Spawns a named manhole thread that blocks `mask` from its first instruction.
+fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    sys::with_signals_blocked(mask, || thread::Builder::new().name(name.to_owned()).spawn(body))
+}
+
+impl Server {
+    /// Binds the socket and starts the listener thread.
+    pub(crate) fn start(options: &Options, validated: Validated) -> Result<Arc<Server>, Error> {
+        let path = options
+            .socket_path
+            .clone()
+            .unwrap_or_else(|| listener::default_socket_path(std::process::id()));
+        let bound = listener::bind(&path)?;
+        mlog!("Manhole UDS path: {}", path.display());
+        let (wake_rx, wake_tx) = match UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                bound.file.remove();
+                return Err(Error::io("create the wake-up pipe", None, e));
+            }
+        };
+        let server = Arc::new(Server {
+            config: Config {
+                max_sessions: options.max_sessions,
+                idle_timeout: options.idle_timeout,
+                daemon_connection: options.daemon_connection,
+            },
+            started: Instant::now(),
+            socket: bound.file,
+            sigmask: validated.sigmask,
+            sessions: Mutex::default(),
+            sessions_changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            wake: Mutex::new(Some(wake_tx)),
+            listener_thread: Mutex::new(None),
+        });
+        let worker = Arc::clone(&server);
+        let listener = bound.listener;
+        match spawn("manhole", &server.sigmask, move || {
+            worker.listen(listener, wake_rx)
+        }) {
+            Ok(handle) => *lock(&server.listener_thread) = Some(handle),
+            Err(e) => {
+                server.socket.remove();
+                return Err(Error::io("start the listener thread", None, e));
+            }
+        }
+        Ok(server)
+    }
+
+    /// Where this manhole listens, until it is stopped.
+    pub(crate) fn socket_path(&self) -> Option<PathBuf> {
+        (!self.stopping.load(Ordering::Acquire)).then(|| self.socket.path.clone())
+    }
+
+    /// The accept loop of the `manhole` thread. It sleeps in poll(2) until a client or the
+    /// wake-up pipe makes it runnable: no timer, no wake-ups while idle.
+    fn listen(self: Arc<Self>, listener: UnixListener, mut wake: UnixStream) {
+        let pid = std::process::id();
+        let mut backoff = Duration::ZERO;
+        loop {
+            if backoff.is_zero() {
+                mlog!("Waiting for new connection (in pid:{pid}) ...");
+            }
+            let (client_ready, woken) = {
+                let mut fds = [
+                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+                ];
+                let timeout = if backoff.is_zero() {
+                    PollTimeout::NONE
+                } else {
+                    PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX)
+                };
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {
+                        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+                        (ready(&fds[0]), ready(&fds[1]))
+                    }
+                    Err(nix::errno::Errno::EINTR) => (false, false),
+                    Err(e) => {
+                        mlog!("poll failed: {e}; retrying");
+                        (false, false)
+                    }
+                }
+            };
+            if woken || self.stopping.load(Ordering::Acquire) {
+                let _ = wake.read(&mut [0u8; 16]);
+                break;
+            }
+            if !client_ready && backoff.is_zero() {
+                continue;
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    backoff = Duration::ZERO;
+                    self.admit(stream);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    backoff = Duration::ZERO;
+                }
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS…: the client waits in the backlog; try again later
+                    // instead of spinning on a listener that stays readable.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+                    mlog!("Accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                }
+            }
+        }
+        mlog!("Listener stopped.");
+    }
+
+    /// Checks who connected and starts a session, or refuses with one line and EOF.
+    fn admit(self: &Arc<Self>, stream: UnixStream) {
+        let fd = stream.as_raw_fd();
+        let refuse = |line: &str| {
+            // One line into an empty socket buffer: never blocks, and never raises SIGPIPE.
+            let _ = sys::send_all(&stream, line.as_bytes(), true);
+        };
+        if let Err(e) = stream
+            .set_nonblocking(false)
+            .and_then(|()| sys::no_sigpipe(&stream))
+        {
+            mlog!("Dropped connection on fd:{fd}: {e}");
+            return;
+        }
+        let peer = match sys::peer_credentials(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                mlog!("Dropped connection on fd:{fd}: cannot read peer credentials: {e}");
+                refuse("manhole: access denied (cannot read peer credentials)\n");
+                return;
+            }
+        };
+        let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let euid = nix::unistd::geteuid().as_raw();
+        if peer.uid != euid && peer.uid != 0 {
+            mlog!(
+                "Refused connection on fd:{fd} from PID:{pid} UID:{} GID:{}: not EUID:{euid} or ROOT",
+                peer.uid,
+                peer.gid
+            );
+            refuse(&format!(
+                "manhole: access denied (uid {} is not {euid} or root)\n",
+                peer.uid
+            ));
+            return;
+        }
+        let id = {
+            let mut sessions = lock(&self.sessions);
+            if sessions.open.len() >= self.config.max_sessions {
+                drop(sessions);
+                mlog!(
+                    "Refused connection on fd:{fd} from PID:{pid}: {} sessions already open",
+                    self.config.max_sessions
+                );
+                refuse(&format!(
+                    "manhole: too many sessions open ({}); try again later\n",
+                    self.config.max_sessions
+                ));
+                return;
+            }
+            let Ok(shadow) = stream.try_clone() else {
+                drop(sessions);
+                refuse("manhole: cannot start a session: out of file descriptors\n");
+                return;
+            };
+            sessions.next_id += 1;
+            let id = sessions.next_id;
+            sessions.open.insert(
+                id,
+                SessionEntry {
+                    stream: shadow,
+                    peer,
+                    opened: SystemTime::now(),
+                    thread: None,
+                },
+            );
+            id
+        };
+        mlog!(
+            "Accepted connection on fd:{fd} from PID:{pid} UID:{} GID:{}",
+            peer.uid,
+            peer.gid
+        );
+        let server = Arc::clone(self);
+        let spawned = spawn("manhole-session", &self.sigmask, move || {
+            IN_SESSION.with(|flag| flag.set(true));
+            lock(&server.sessions)
+                .open
+                .entry(id)
+                .and_modify(|e| e.thread = Some(thread::current().id()));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                session::serve(&server, stream, peer)
+            }));
+            if outcome.is_err() {
+                mlog!("Session from PID:{pid} ended by an internal error; the service goes on");
+            }
+            server.forget(id);
+        });
+        if let Err(e) = spawned {
+            mlog!("Cannot start a session thread: {e}");
+            if let Some(entry) = lock(&self.sessions).open.remove(&id) {
+                let _ = sys::send_all(
+                    &entry.stream,
+                    b"manhole: cannot start a session now; try again later\n",
+                    true,
+                );
+            }
+            self.sessions_changed.notify_all();
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        lock(&self.sessions).open.remove(&id);
+        self.sessions_changed.notify_all();
+    }
+
+    /// How many sessions are open, and the peers of each.
+    pub(crate) fn sessions(&self) -> Vec<(PeerCred, SystemTime)> {
+        lock(&self.sessions)
+            .open
+            .values()
+            .map(|e| (e.peer, e.opened))
+            .collect()
+    }
+
+    /// Stops accepting, removes the socket file and wakes the listener thread.
+    fn stop_listening(&self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.socket.remove();
+        if let Some(wake) = lock(&self.wake).take() {
+            let _ = sys::send_all(&wake, b"x", true);
+        }
+        let handle = lock(&self.listener_thread).take();
+        if let Some(handle) = handle
+            && handle.thread().id() != thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
+
+    /// Waits until no session is open (other than the caller's own), or until the deadline.
+    fn wait_for_sessions(&self, deadline: Option<Instant>) -> usize {
+        let me = thread::current().id();
+        let mut sessions = lock(&self.sessions);
+        loop {
+            let others = sessions.open.values().filter(|e| e.thread != Some(me)).count();
+            if others == 0 {
+                return 0;
+            }
+            let wait = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => return others,
+                },
+                None => Duration::from_secs(3600),
+            };
+            sessions = self
+                .sessions_changed
+                .wait_timeout(sessions, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn broadcast(&self, line: &str) {
+        let me = thread::current().id();
+        for entry in lock(&self.sessions)
+            .open
+            .values()
+            .filter(|e| e.thread != Some(me))
+        {
+            let _ = sys::send_all(&entry.stream, line.as_bytes(), true);
+        }
+    }
+
+    /// Uninstall: stop listening, cut every session off, wait for their threads, remove the socket.
+    pub(crate) fn stop(&self) {
+        self.stop_listening();
+        let me = thread::current().id();
+        for entry in lock(&self.sessions)
+            .open
+            .values()
+            .filter(|e| e.thread != Some(me))
+        {
+            let _ = entry.stream.shutdown(std::net::Shutdown::Both);
+        }
+        let left = self.wait_for_sessions(Some(Instant::now() + Duration::from_secs(5)));
+        if left > 0 {
+            mlog!("{left} session(s) did not end within 5 s; they will end on their own");
+        }
+        mlog!("Cleaned up.");
+    }
+
+    /// Normal process exit: stop listening and, unless `daemon_connection`, let open sessions
+    /// finish first (telling them so).
+    pub(crate) fn stop_for_exit(&self) {
+        self.stop_listening();
+        if !self.config.daemon_connection && !IN_SESSION.with(std::cell::Cell::get) {
+            let open = self.sessions().len();
+            if open > 0 {
+                mlog!("Process is exiting; waiting for {open} open session(s) to end");
+                self.broadcast(
+                    "\nmanhole: the process is exiting and waits for this session to end; type quit to let it go\n",
+                );
+                self.wait_for_sessions(None);
+            }
+        }
+        mlog!("Cleaned up.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawned_threads_block_the_mask_from_birth() {
+        let mut mask = SignalSet::empty();
+        mask.add(libc::SIGUSR2);
+        let handle = spawn("mask-probe", &mask, || {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+            let blocked = status
+                .lines()
+                .find(|l| l.starts_with("SigBlk:"))
+                .unwrap_or("")
+                .to_owned();
+            let bits = u64::from_str_radix(blocked.trim_start_matches("SigBlk:").trim(), 16).unwrap_or(0);
+            assert_ne!(bits & (1 << (libc::SIGUSR2 - 1)), 0, "{blocked}");
+        })
+        .unwrap();
+        handle.join().unwrap();
+        // The spawning thread got its own mask back.
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("SigBlk:"))
+            .unwrap_or("SigBlk: 0")
+            .to_owned();
+        let bits = u64::from_str_radix(line.trim_start_matches("SigBlk:").trim(), 16).unwrap_or(0);
+        assert_eq!(bits & (1 << (libc::SIGUSR2 - 1)), 0, "{line}");
+    }
+}

@@ -1,0 +1,307 @@
+//! One client's session: the stack dump, the banner, then commands until `quit` or EOF.
+//!
+//! Input is read as bounded lines; whatever a client sends (a megabyte without a newline, bytes
+//! that are not UTF-8, NULs) gets a one-line error and the session goes on. Output goes out
+//! with `MSG_NOSIGNAL` and a send timeout, so a client that vanishes or stops reading costs the
+//! host nothing but this thread, which then ends.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use crate::commands::{self, Context, Outcome};
+use crate::logging::mlog;
+use crate::server::Server;
+use crate::sys::{self, PeerCred};
+use crate::{procfs, stacks};
+
+/// The longest command line accepted, in bytes; longer lines are discarded with an error.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// How long a write may wait for a client that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) const PROMPT: &str = ">>> ";
+
+/// What the client sent, one line at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    Line(String),
+    TooLong { len: usize },
+    NotUtf8 { offset: usize },
+    Nul { offset: usize },
+    Eof,
+}
+
+/// Splits a byte stream into bounded lines (`\n` or `\r\n`), never holding more than
+/// `max` bytes of one line.
+pub(crate) struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    scanned: usize,
+    max: usize,
+    /// Bytes of an overlong line thrown away so far.
+    discarded: Option<usize>,
+    eof: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    pub(crate) fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(1024),
+            scanned: 0,
+            max,
+            discarded: None,
+            eof: false,
+        }
+    }
+
+    pub(crate) fn next_input(&mut self) -> io::Result<Input> {
+        loop {
+            if let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                let end = self.scanned + pos;
+                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+                self.scanned = 0;
+                if let Some(discarded) = self.discarded.take() {
+                    return Ok(Input::TooLong {
+                        len: discarded + line.len(),
+                    });
+                }
+                return Ok(check(line));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max {
+                *self.discarded.get_or_insert(0) += self.buf.len();
+                self.buf.clear();
+                self.scanned = 0;
+            }
+            if self.eof {
+                if let Some(discarded) = self.discarded.take() {
+                    return Ok(Input::TooLong {
+                        len: discarded + self.buf.len(),
+                    });
+                }
+                if self.buf.is_empty() {
+                    return Ok(Input::Eof);
+                }
+                let rest = std::mem::take(&mut self.buf);
+                self.scanned = 0;
+                return Ok(check(rest));
+            }
+            let mut chunk = [0u8; 8192];
+            match self.inner.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn check(mut line: Vec<u8>) -> Input {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if let Some(offset) = line.iter().position(|b| *b == 0) {
+        return Input::Nul { offset };
+    }
+    match String::from_utf8(line) {
+        Ok(text) => Input::Line(text),
+        Err(e) => Input::NotUtf8 {
+            offset: e.utf8_error().valid_up_to(),
+        },
+    }
+}
+
+/// Output to the client: whole messages, no SIGPIPE, bounded waiting.
+struct Client<'a> {
+    stream: &'a UnixStream,
+}
+
+impl Client<'_> {
+    fn send(&self, text: &str) -> io::Result<()> {
+        sys::send_all(self.stream, text.as_bytes(), false)
+    }
+}
+
+/// The banner written after the stack dump.
+pub(crate) fn banner() -> String {
+    let exe = procfs::exe().map_or_else(|| "?".to_owned(), |p| p.display().to_string());
+    let uptime = procfs::process_stat()
+        .uptime
+        .map_or_else(|| "?".to_owned(), commands::human_duration);
+    format!(
+        "manhole {} in {exe} (pid {}), up {uptime}\nType \"help\" for commands.\n",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
+}
+
+/// Serves one client until it leaves, goes idle, or the manhole stops.
+pub(crate) fn serve(server: &Server, stream: UnixStream, peer: PeerCred) {
+    let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+    match converse(server, &stream) {
+        Ok(Ended::Quit) => mlog!("Session from PID:{pid} ended (quit)"),
+        Ok(Ended::Eof) => mlog!("Session from PID:{pid} ended (client closed)"),
+        Ok(Ended::Idle) => mlog!(
+            "Session from PID:{pid} closed after {} s idle",
+            server.config.idle_timeout.as_secs()
+        ),
+        Err(e) => mlog!("Session from PID:{pid} ended: {e}"),
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+enum Ended {
+    Quit,
+    Eof,
+    Idle,
+}
+
+fn converse(server: &Server, stream: &UnixStream) -> io::Result<Ended> {
+    stream.set_read_timeout(Some(server.config.idle_timeout))?;
+    stream.set_write_timeout(Some(SEND_TIMEOUT))?;
+    let client = Client { stream };
+    let mut opening = stacks::dump_text();
+    opening.push_str(&banner());
+    opening.push_str(PROMPT);
+    client.send(&opening)?;
+
+    let mut reader = LineReader::new(stream, MAX_LINE);
+    let context = Context { server };
+    loop {
+        let input = match reader.next_input() {
+            Ok(input) => input,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                let _ = client.send(&format!(
+                    "\nmanhole: closing this session after {} idle\n",
+                    commands::human_duration(server.config.idle_timeout)
+                ));
+                return Ok(Ended::Idle);
+            }
+            Err(e) => return Err(e),
+        };
+        let reply = match input {
+            Input::Eof => return Ok(Ended::Eof),
+            Input::Line(line) => match run_line(&line, &context) {
+                Outcome::Quit => return Ok(Ended::Quit),
+                Outcome::Text(text) => text,
+            },
+            Input::TooLong { len } => {
+                format!("error: line too long ({len} bytes; at most {MAX_LINE}); it was ignored\n")
+            }
+            Input::NotUtf8 { offset } => {
+                format!("error: input is not valid UTF-8 (bad byte at offset {offset}); it was ignored\n")
+            }
+            Input::Nul { offset } => {
+                format!("error: input contains a NUL byte (at offset {offset}); it was ignored\n")
+            }
+        };
+        let mut out = reply;
+        out.push_str(PROMPT);
+        client.send(&out)?;
+    }
+}
+
+/// Parses and runs one line; a panic inside a command becomes an error line.
+fn run_line(line: &str, context: &Context<'_>) -> Outcome {
+    match catch_unwind(AssertUnwindSafe(|| commands::execute(line, context))) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Outcome::Text(format!("error: the command failed inside manhole: {what}\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its data in the given pieces, like a socket would.
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = &mut self.0[0];
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            piece.drain(..n);
+            if piece.is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    fn all(pieces: Vec<&[u8]>, max: usize) -> Vec<Input> {
+        let mut reader = LineReader::new(Pieces(pieces.into_iter().map(<[u8]>::to_vec).collect()), max);
+        let mut out = Vec::new();
+        loop {
+            let input = reader.next_input().unwrap();
+            let end = input == Input::Eof;
+            out.push(input);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    fn line(s: &str) -> Input {
+        Input::Line(s.to_owned())
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_crlf() {
+        assert_eq!(
+            all(vec![b"he", b"lp\r\ninfo\nsta", b"cks\n"], 100),
+            vec![line("help"), line("info"), line("stacks"), Input::Eof]
+        );
+    }
+
+    #[test]
+    fn a_last_line_without_newline_still_counts() {
+        assert_eq!(all(vec![b"quit"], 100), vec![line("quit"), Input::Eof]);
+        assert_eq!(all(vec![b"\n\n"], 100), vec![line(""), line(""), Input::Eof]);
+    }
+
+    #[test]
+    fn overlong_lines_are_discarded_and_reported_then_reading_goes_on() {
+        let big = vec![b'a'; 1000];
+        let inputs = all(vec![&big, &big, b"aa\ninfo\n"], 100);
+        assert_eq!(
+            inputs,
+            vec![Input::TooLong { len: 2002 }, line("info"), Input::Eof]
+        );
+        let inputs = all(vec![&big], 100);
+        assert_eq!(inputs, vec![Input::TooLong { len: 1000 }, Input::Eof]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_text() {
+        assert_eq!(
+            all(vec![b"ab\xffcd\nin\0fo\ninfo\n"], 100),
+            vec![
+                Input::NotUtf8 { offset: 2 },
+                Input::Nul { offset: 2 },
+                line("info"),
+                Input::Eof
+            ]
+        );
+        // A multi-byte character split across reads is fine.
+        assert_eq!(
+            all(vec![b"caf\xc3", b"\xa9\n"], 100),
+            vec![line("café"), Input::Eof]
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The host process of the black-box tests: installs manhole as told, then obeys commands on stdin.
+//!
+//! `manhole-testapp serve [--socket PATH] [--max-sessions N] [--idle-ms N] [--close-stderr]
+//!                        [--quiet] [--threads N]`
+//!   prints `ready <socket path>`, then reads commands, one per line:
+//!   `install-strict`, `install-replace`, `uninstall`, `path`, `exit`.
+//! `manhole-testapp connect PATH`: a client; prints what the server sends until EOF.
+//! `manhole-testapp install-at PATH`: prints `installed` or `error: <message>`.
+
+use std::io::{BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+fn main() {
+    // A hostile host: SIGPIPE kills it, as in a C program, so any write to a vanished client
+    // that is not MSG_NOSIGNAL would show up as a dead process.
+    // SAFETY: setting a signal disposition to SIG_DFL has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("connect") => connect(&args[1]),
+        Some("install-at") => match manhole::install(manhole::Options::new().socket_path(&args[1])) {
+            Ok(_) => println!("installed"),
+            Err(e) => println!("error: {e}"),
+        },
+        _ => {
+            eprintln!("usage: manhole-testapp serve|connect|install-at …");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn options(args: &[String]) -> manhole::Options {
+    let mut options = manhole::Options::new();
+    if let Some(path) = value(args, "--socket") {
+        options = options.socket_path(path);
+    }
+    if let Some(n) = value(args, "--max-sessions") {
+        options = options.max_sessions(n.parse().expect("--max-sessions N"));
+    }
+    if let Some(ms) = value(args, "--idle-ms") {
+        options = options.idle_timeout(Duration::from_millis(ms.parse().expect("--idle-ms N")));
+    }
+    if args.iter().any(|a| a == "--quiet") {
+        options = options.verbose(false);
+    }
+    if args.iter().any(|a| a == "--daemon") {
+        options = options.daemon_connection(true);
+    }
+    options
+}
+
+#[inline(never)]
+fn testapp_worker_sleeps() {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn serve(args: &[String]) {
+    if args.iter().any(|a| a == "--close-stderr") {
+        // SAFETY: closing fd 2 is what the test is about; nothing in this process uses it after.
+        unsafe { libc::close(2) };
+    }
+    for i in 0..value(args, "--threads").map_or(0, |n| n.parse().expect("--threads N")) {
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(testapp_worker_sleeps)
+            .expect("spawn");
+    }
+    let mut handle = match manhole::install(options(args)) {
+        Ok(handle) => handle,
+        Err(e) => {
+            println!("error: {e}");
+            return;
+        }
+    };
+    say(&format!("ready {}", path_of(&handle)));
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match line.trim() {
+            "install-strict" => match manhole::install(options(args)) {
+                Ok(_) => say("installed"),
+                Err(e @ manhole::Error::AlreadyInstalled { .. }) => say(&format!("already installed: {e}")),
+                Err(e) => say(&format!("error: {e}")),
+            },
+            "install-replace" => match manhole::install(options(args).strict(false)) {
+                Ok(new) => {
+                    say(&format!("old handle: {}", path_of(&handle)));
+                    handle = new;
+                    say(&format!("ready {}", path_of(&handle)));
+                }
+                Err(e) => say(&format!("error: {e}")),
+            },
+            "uninstall" => {
+                handle.clone().uninstall();
+                say(&format!("uninstalled, path now {}", path_of(&handle)));
+            }
+            "path" => say(&path_of(&handle)),
+            "exit" => {
+                say("exiting");
+                return;
+            }
+            other => say(&format!("unknown: {other}")),
+        }
+    }
+}
+
+fn path_of(handle: &manhole::Handle) -> String {
+    handle
+        .socket_path()
+        .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn connect(path: &str) {
+    match UnixStream::connect(path) {
+        Ok(mut stream) => {
+            let mut text = Vec::new();
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            match stream.read_to_end(&mut text) {
+                Ok(_) => print!("{}", String::from_utf8_lossy(&text)),
+                Err(e) => println!("read error: {e}"),
+            }
+        }
+        Err(e) => println!("connect error: {e}"),
+    }
+}
