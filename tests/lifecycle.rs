@@ -1,0 +1,254 @@
+//! The socket's life: created safely, replaced only when stale, removed on uninstall and exit;
+//! install and reinstall; the verbose log. Each case runs in its own test-app process.
+
+mod support;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::process::Command;
+
+use support::{App, Client, PATIENCE, testapp, unique_socket, wait_until};
+
+fn listeners(app: &App) -> usize {
+    app.thread_names().iter().filter(|n| *n == "manhole").count()
+}
+
+#[test]
+fn the_socket_is_private_to_its_user() {
+    let app = App::serve(&["--socket", unique_socket("mode").to_str().unwrap()]);
+    let meta = std::fs::symlink_metadata(&app.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), nix_euid());
+}
+
+fn nix_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[test]
+fn the_default_path_is_per_pid_and_removed_at_normal_exit() {
+    let mut app = App::serve(&[]);
+    assert_eq!(
+        app.socket,
+        std::path::PathBuf::from(format!("/tmp/manhole-{}", app.pid))
+    );
+    Client::connect(&app.socket).opening();
+    assert_eq!(app.ask("exit"), "exiting");
+    let status = app.finish();
+    let socket = app.socket.clone();
+    assert!(status.success(), "{status}");
+    assert!(app.stderr().ends_with("]: Cleaned up.\n"), "{}", app.stderr());
+    assert!(!socket.exists(), "{} left behind", socket.display());
+}
+
+#[test]
+fn a_second_strict_install_fails_and_a_non_strict_one_replaces_cleanly() {
+    let mut app = App::serve(&["--socket", unique_socket("double").to_str().unwrap()]);
+    let (fds, threads) = support::baseline(&app);
+    let reply = app.ask("install-strict");
+    assert_eq!(
+        reply,
+        format!(
+            "already installed: manhole is already installed (listening at {}); use strict(false) to replace it",
+            app.socket.display()
+        )
+    );
+    assert_eq!(listeners(&app), 1);
+
+    // An open session is closed by the replacement, not leaked.
+    let mut open = Client::connect(&app.socket);
+    open.opening();
+    assert_eq!(app.ask("install-replace"), "old handle: none");
+    assert_eq!(app.line(), format!("ready {}", app.socket.display()));
+    assert_eq!(open.read_to_end(), "", "the old session was closed");
+    for _ in 0..5 {
+        assert_eq!(app.ask("install-replace"), "old handle: none");
+        assert_eq!(app.line(), format!("ready {}", app.socket.display()));
+    }
+    // A new thread names itself once it runs: wait for that rather than racing it.
+    assert!(
+        wait_until(PATIENCE, || listeners(&app) == 1),
+        "{:?}",
+        app.thread_names()
+    );
+    assert!(
+        app.settles_to(fds, threads),
+        "fds {} want {fds}; threads {:?}",
+        app.fd_count(),
+        app.thread_names()
+    );
+    let mut client = Client::connect(&app.socket);
+    assert!(client.opening().contains("Type \"help\" for commands."));
+}
+
+#[test]
+fn uninstall_stops_the_listener_and_removes_the_socket() {
+    let mut app = App::serve(&["--socket", unique_socket("uninstall").to_str().unwrap()]);
+    let mut open = Client::connect(&app.socket);
+    open.opening();
+    assert_eq!(app.ask("uninstall"), "uninstalled, path now none");
+    assert!(!app.socket.exists());
+    assert_eq!(open.read_to_end(), "", "open sessions end");
+    assert!(
+        wait_until(PATIENCE, || listeners(&app) == 0),
+        "{:?}",
+        app.thread_names()
+    );
+    assert!(wait_until(PATIENCE, || !app
+        .thread_names()
+        .iter()
+        .any(|n| n == "manhole-session")));
+    assert_eq!(
+        app.ask("uninstall"),
+        "uninstalled, path now none",
+        "twice is harmless"
+    );
+    assert!(app.is_alive());
+}
+
+#[test]
+fn a_stale_socket_from_a_killed_process_is_replaced() {
+    let path = unique_socket("stale");
+    let mut first = App::serve(&["--socket", path.to_str().unwrap()]);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(path.exists(), "SIGKILL leaves the socket behind");
+    let second = App::serve(&["--socket", path.to_str().unwrap()]);
+    assert!(wait_until(PATIENCE, || second
+        .stderr()
+        .contains(&format!("Removed stale socket {}", path.display()))));
+    let mut client = Client::connect(&path);
+    assert!(client.opening().contains(&format!("(pid {})", second.pid)));
+}
+
+#[test]
+fn a_live_socket_and_foreign_files_are_left_alone() {
+    let live = App::serve(&["--socket", unique_socket("live").to_str().unwrap()]);
+    let out = Command::new(testapp())
+        .args(["install-at", live.socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!(
+            "error: cannot listen at {}: a live process is listening there",
+            live.socket.display()
+        )
+    );
+    Client::connect(&live.socket).opening();
+
+    let path = unique_socket("foreign");
+    std::fs::write(&path, b"not yours").unwrap();
+    let out = Command::new(testapp())
+        .args(["install-at", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!(
+            "error: cannot listen at {}: a regular file is there, not a socket; manhole leaves it alone",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"not yours");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_closed_stderr_never_makes_install_fail() {
+    let app = App::serve(&[
+        "--socket",
+        unique_socket("nostderr").to_str().unwrap(),
+        "--close-stderr",
+    ]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    assert!(client.command("info").starts_with("pid "));
+}
+
+#[test]
+fn the_verbose_log_speaks_the_original_vocabulary() {
+    let app = App::serve(&["--socket", unique_socket("log").to_str().unwrap()]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    client.send(b"quit\n");
+    client.read_to_end();
+    let pid = app.pid;
+    assert!(
+        wait_until(PATIENCE, || app.stderr().contains("ended (quit)")),
+        "{}",
+        app.stderr()
+    );
+    let log = app.stderr();
+    for line in log.lines() {
+        let (head, _) = line
+            .split_once("]: ")
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let stamp = head
+            .strip_prefix(&format!("Manhole[{pid}:"))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let (secs, frac) = stamp.split_once('.').unwrap();
+        assert!(
+            secs.parse::<u64>().is_ok() && frac.len() == 4 && frac.parse::<u32>().is_ok(),
+            "{line:?}"
+        );
+    }
+    assert!(
+        log.contains(&format!("]: Manhole UDS path: {}\n", app.socket.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("]: Waiting for new connection (in pid:{pid}) ...\n")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            " from PID:{} UID:{} GID:",
+            std::process::id(),
+            nix_euid()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("]: Accepted connection on fd:"), "{log}");
+    drop(app);
+}
+
+#[test]
+fn exit_waits_for_open_sessions_unless_they_are_daemons() {
+    let mut app = App::serve(&["--socket", unique_socket("wait").to_str().unwrap()]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    assert_eq!(app.ask("exit"), "exiting");
+    let told = client.read_until("type quit to let it go\n");
+    assert_eq!(
+        told,
+        "\nmanhole: the process is exiting and waits for this session to end; "
+    );
+    assert!(app.is_alive(), "the process waits for the session");
+    assert!(!app.socket.exists(), "but nobody new can connect");
+    assert!(
+        client.command("info").starts_with("pid "),
+        "the session still works"
+    );
+    client.send(b"quit\n");
+    let status = app.finish();
+    assert!(status.success());
+    let log = app.stderr();
+    assert!(
+        log.contains("]: Process is exiting; waiting for 1 open session(s) to end\n"),
+        "{log}"
+    );
+    assert!(log.ends_with("]: Cleaned up.\n"), "{log}");
+
+    let mut app = App::serve(&["--socket", unique_socket("daemon").to_str().unwrap(), "--daemon"]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    assert_eq!(app.ask("exit"), "exiting");
+    assert!(app.finish().success());
+    let socket = app.socket.clone();
+    assert_eq!(client.read_to_end(), "", "a daemon session dies with the process");
+    assert!(!socket.exists());
+}
