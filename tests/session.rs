@@ -267,11 +267,19 @@ fn sessions_beyond_the_limit_are_refused_with_one_line() {
     );
     first.send(b"quit\n");
     first.read_to_end();
-    // Once one leaves, there is room again.
+    // Once one leaves, there is room again (a refused probe closes at once and takes no room).
+    let mut probe = None;
     assert!(wait_until(PATIENCE, || {
         let mut next = Client::connect(&app.socket);
         let mut head = [0u8; 9];
-        std::io::Read::read_exact(&mut next.stream, &mut head).is_ok() && &head == b"#########"
+        let admitted =
+            std::io::Read::read_exact(&mut next.stream, &mut head).is_ok() && &head == b"#########";
+        if admitted {
+            next.read_until(support::PROMPT);
+            probe = Some(next);
+        }
+        admitted
     }));
     assert!(second.command("info").contains("sessions    2 open (at most 2)"));
+    assert!(probe.is_some());
 }

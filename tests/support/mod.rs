@@ -197,13 +197,15 @@ impl Client {
         }
     }
 
-    /// Reads until the received text ends with `end`; returns it (without `end`).
+    /// Reads up to the first `end`; returns what came before it and keeps what came after.
     pub fn read_until(&mut self, end: &str) -> String {
         let mut buf = [0u8; 65536];
         loop {
-            if self.pending.ends_with(end.as_bytes()) {
-                let text = String::from_utf8(std::mem::take(&mut self.pending)).expect("server sent UTF-8");
-                return text[..text.len() - end.len()].to_owned();
+            if let Some(at) = self.pending.windows(end.len()).position(|w| w == end.as_bytes()) {
+                let rest = self.pending.split_off(at + end.len());
+                let mut text = std::mem::replace(&mut self.pending, rest);
+                text.truncate(at);
+                return String::from_utf8(text).expect("server sent UTF-8");
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => panic!(
