@@ -252,3 +252,110 @@ fn exit_waits_for_open_sessions_unless_they_are_daemons() {
     assert_eq!(client.read_to_end(), "", "a daemon session dies with the process");
     assert!(!socket.exists());
 }
+
+#[test]
+fn the_log_can_go_to_a_file_or_to_the_log_crate() {
+    let file = unique_socket("logfile");
+    let app = App::serve(&[
+        "--socket",
+        unique_socket("tofile").to_str().unwrap(),
+        "--log-file",
+        file.to_str().unwrap(),
+    ]);
+    Client::connect(&app.socket).opening();
+    assert!(wait_until(PATIENCE, || std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains("Accepted connection")));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with(&format!("Manhole[{}:", app.pid)), "{text}");
+    assert!(
+        text.contains(&format!("]: Manhole UDS path: {}\n", app.socket.display())),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !app.stderr().contains("Manhole["),
+        "nothing on stderr: {}",
+        app.stderr()
+    );
+    drop(app);
+    std::fs::remove_file(&file).unwrap();
+
+    let app = App::serve(&[
+        "--socket",
+        unique_socket("tolog").to_str().unwrap(),
+        "--log-crate",
+    ]);
+    Client::connect(&app.socket).opening();
+    assert!(wait_until(PATIENCE, || app
+        .stderr()
+        .contains("log-crate INFO manhole: Accepted connection on fd:")));
+    assert!(
+        app.stderr().contains(&format!(
+            "log-crate INFO manhole: Manhole UDS path: {}\n",
+            app.socket.display()
+        )),
+        "{}",
+        app.stderr()
+    );
+}
+
+/// The signals a thread blocks, from /proc.
+fn blocked_signals(pid: u32, tid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("SigBlk:"))
+        .unwrap_or("SigBlk: 0");
+    u64::from_str_radix(line.trim_start_matches("SigBlk:").trim(), 16).unwrap()
+}
+
+#[test]
+fn manhole_threads_block_the_apps_signals_and_only_those() {
+    let app = App::serve(&["--socket", unique_socket("mask").to_str().unwrap()]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    let bit = |signal: i32| 1u64 << (signal - 1);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{}/task", app.pid)).unwrap() {
+        let tid = entry.unwrap().file_name().into_string().unwrap();
+        let name = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", app.pid)).unwrap();
+        let mask = blocked_signals(app.pid, &tid);
+        match name.trim_end() {
+            "manhole" | "manhole-session" => {
+                for signal in [
+                    libc::SIGTERM,
+                    libc::SIGINT,
+                    libc::SIGHUP,
+                    libc::SIGUSR1,
+                    libc::SIGUSR2,
+                    libc::SIGCHLD,
+                ] {
+                    assert_ne!(
+                        mask & bit(signal),
+                        0,
+                        "{name} must block signal {signal}: {mask:x}"
+                    );
+                }
+                for fault in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE] {
+                    assert_eq!(
+                        mask & bit(fault),
+                        0,
+                        "{name} must not block fault {fault}: {mask:x}"
+                    );
+                }
+                seen.push(name.trim_end().to_owned());
+            }
+            _ => assert_eq!(
+                mask & bit(libc::SIGTERM),
+                0,
+                "the app's own thread {name} is untouched"
+            ),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["manhole", "manhole-session"]);
+}

@@ -55,7 +55,33 @@ fn options(args: &[String]) -> manhole::Options {
     if args.iter().any(|a| a == "--daemon") {
         options = options.daemon_connection(true);
     }
+    if let Some(path) = value(args, "--log-file") {
+        options = options.verbose_destination(path);
+    }
+    if args.iter().any(|a| a == "--log-crate") {
+        options = options.verbose_destination(manhole::VerboseDestination::Log);
+    }
     options
+}
+
+/// A minimal `log` backend: `log-crate <level> <target>: <message>` lines on stderr.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!(
+            "log-crate {} {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
 }
 
 #[inline(never)]
@@ -69,6 +95,10 @@ fn serve(args: &[String]) {
     if args.iter().any(|a| a == "--close-stderr") {
         // SAFETY: closing fd 2 is what the test is about; nothing in this process uses it after.
         unsafe { libc::close(2) };
+    }
+    if args.iter().any(|a| a == "--log-crate") {
+        log::set_logger(&StderrLogger).expect("no other logger");
+        log::set_max_level(log::LevelFilter::Info);
     }
     for i in 0..value(args, "--threads").map_or(0, |n| n.parse().expect("--threads N")) {
         std::thread::Builder::new()
