@@ -72,9 +72,19 @@ fn ingest_requests(mut pipe: std::io::PipeReader) {
     }
 }
 
+/// Starts a named worker and returns once it runs (a thread names itself when it starts).
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
-    if let Err(e) = thread::Builder::new().name(name.to_owned()).spawn(body) {
-        eprintln!("quickstart: cannot start thread {name}: {e}");
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let running = Arc::clone(&started);
+    let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
+        running.wait();
+        body();
+    });
+    match spawned {
+        Ok(_) => {
+            started.wait();
+        }
+        Err(e) => eprintln!("quickstart: cannot start thread {name}: {e}"),
     }
 }
 

@@ -26,8 +26,13 @@ fn a_session_opens_with_the_dump_then_the_banner_then_the_prompt() {
         opening.contains(&format!("Thread {} \"main\" (", app.pid)),
         "{opening}"
     );
-    assert!(opening.contains("\"worker-0\" (sleeping):"), "{opening}");
-    assert!(opening.contains("\"worker-1\" (sleeping):"), "{opening}");
+    // The two workers share one stack: one block names both, and the stack is printed once.
+    assert!(
+        opening.contains("\"worker-0\" (sleeping):\n  and 1 more with this stack:\n"),
+        "{opening}"
+    );
+    assert!(opening.contains(" \"worker-1\"\n"), "{opening}");
+    assert_eq!(opening.matches("testapp_worker_sleeps").count(), 1, "{opening}");
     assert!(
         opening.contains("\"manhole\" (sleeping):"),
         "the listener shows too:\n{opening}"

@@ -29,12 +29,14 @@ pub(crate) enum Outcome {
 #[derive(Clone, Copy, Debug)]
 enum Effect {
     ReadsOnly,
+    PausesThreads,
 }
 
 impl Effect {
     fn describe(self) -> &'static str {
         match self {
             Effect::ReadsOnly => "reads only; changes nothing in the process",
+            Effect::PausesThreads => "reads only; pauses each thread for a few microseconds",
         }
     }
 }
@@ -64,13 +66,16 @@ const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "stacks",
         aliases: &["threads", "bt"],
-        usage: "stacks",
+        usage: "stacks [--full]",
         summary: "the stack of every thread (as on connect)",
-        details: "Lists every thread of the process with its id, name and state.\n\
-                  The thread running this session is unwound in full; the others show\n\
-                  what /proc tells: the system call they wait in and the function that\n\
-                  made it.",
-        effect: Effect::ReadsOnly,
+        details: "Lists every thread of the process with its id, name, state and stack.\n\
+                  Each thread unwinds itself when signalled, pausing for microseconds;\n\
+                  threads that cannot answer (signal blocked, stopped, in uninterruptible\n\
+                  sleep) are shown from /proc: the system call they wait in and its caller.\n\
+                  Threads with the same stack are listed together. Runtime frames (thread\n\
+                  start, lang_start) are folded; --full shows them.\n\
+                  Example: stacks --full",
+        effect: Effect::PausesThreads,
         run: run_stacks,
     },
     CommandSpec {
@@ -175,10 +180,14 @@ fn help_text(args: &[&str]) -> String {
 }
 
 fn run_stacks(args: &[&str], _: &Context<'_>) -> Outcome {
-    if let Some(err) = no_arguments("stacks", args) {
-        return err;
+    match args {
+        [] => Outcome::Text(stacks::dump_text(false)),
+        ["--full"] => Outcome::Text(stacks::dump_text(true)),
+        [other, ..] => Outcome::Text(format!(
+            "error: stacks does not understand {}; see \"help stacks\"\n",
+            quoted(other)
+        )),
     }
-    Outcome::Text(stacks::dump_text())
 }
 
 fn run_info(args: &[&str], context: &Context<'_>) -> Outcome {
@@ -323,8 +332,8 @@ mod tests {
     #[test]
     fn help_for_one_command_by_name_or_alias() {
         let text = help_text(&["bt"]);
-        assert!(text.starts_with("usage: stacks\n"), "{text}");
-        assert!(text.contains("effect: reads only"), "{text}");
+        assert!(text.starts_with("usage: stacks [--full]\n"), "{text}");
+        assert!(text.contains("effect: reads only; pauses each thread"), "{text}");
         assert!(help_text(&["nope"]).starts_with("error: no command named \"nope\""));
         assert!(help_text(&["a", "b"]).starts_with("error: help takes one command name"));
     }

@@ -42,7 +42,11 @@ fn installed() -> MutexGuard<'static, Option<Arc<Server>>> {
 /// The socket is created with mode 0600 before it listens, and every client's credentials are
 /// checked before a byte is written: only this process's effective uid and root are served.
 pub fn install(options: Options) -> Result<Handle, Error> {
-    let validated = options.validate()?;
+    let mut validated = options.validate()?;
+    if let Some(signal) = crate::stacks::prepare(validated.stack_signal)? {
+        // Manhole's own threads block the app's signals, but answer the stack signal.
+        validated.sigmask.remove(signal.as_raw());
+    }
     let mut slot = installed();
     if let Some(running) = slot.as_ref() {
         if options.strict {

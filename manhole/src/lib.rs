@@ -82,5 +82,57 @@ pub use signal::{Signal, SignalSpec};
 /// assert!(dump.contains("\"main\""));
 /// ```
 pub fn dump_stacktraces() -> String {
-    stacks::dump_text()
+    stacks::dump_text(false)
+}
+
+// Not public API: measurements for the benchmark in `bench/`.
+#[doc(hidden)]
+pub mod __bench {
+    use std::time::{Duration, Instant};
+
+    /// What one dump cost, phase by phase.
+    #[derive(Debug, Clone)]
+    pub struct DumpTimings {
+        /// Threads in the dump.
+        pub threads: usize,
+        /// Threads that unwound themselves in-process.
+        pub captured: usize,
+        /// Signalling every thread and collecting raw addresses.
+        pub capture: Duration,
+        /// Turning addresses into names, files and lines.
+        pub symbolize: Duration,
+        /// Grouping and formatting the text.
+        pub render: Duration,
+        /// How long each captured thread spent in the signal handler.
+        pub pauses: Vec<Duration>,
+        /// Size of the rendered text, in bytes.
+        pub text_len: usize,
+    }
+
+    /// Takes one dump and times each phase.
+    pub fn measure_dump() -> DumpTimings {
+        let start = Instant::now();
+        let raw = crate::stacks::capture_raw();
+        let captured_at = Instant::now();
+        let dump = crate::stacks::symbolize_dump(raw);
+        let symbolized_at = Instant::now();
+        let mut text = String::new();
+        crate::stacks::render(&dump, false, &mut text);
+        let rendered_at = Instant::now();
+        let pauses: Vec<Duration> = dump.threads.iter().filter_map(|t| t.pause).collect();
+        DumpTimings {
+            threads: dump.threads.len(),
+            captured: pauses.len(),
+            capture: captured_at - start,
+            symbolize: symbolized_at - captured_at,
+            render: rendered_at - symbolized_at,
+            pauses,
+            text_len: text.len(),
+        }
+    }
+
+    /// Sets up in-process capture, as `install` does, without a socket.
+    pub fn prepare() {
+        let _ = crate::stacks::prepare(None);
+    }
 }

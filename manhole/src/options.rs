@@ -42,6 +42,7 @@ pub struct Options {
     pub(crate) locals: Vec<(String, Arc<dyn fmt::Debug + Send + Sync>)>,
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) stack_signal: Option<SignalSpec>,
 }
 
 impl Default for Options {
@@ -62,6 +63,7 @@ impl Default for Options {
             locals: Vec::new(),
             max_sessions: 32,
             idle_timeout: Duration::from_secs(3600),
+            stack_signal: None,
         }
     }
 }
@@ -205,6 +207,17 @@ impl Options {
         self
     }
 
+    /// The signal each thread is sent so that it records its own stack (by default the highest
+    /// real-time signal that nothing in the process handles yet).
+    ///
+    /// Choose another one if the application starts using real-time signals after `install`.
+    /// The signal must be free when manhole is installed; it stays manhole's for the life of
+    /// the process.
+    pub fn stack_signal(mut self, signal: impl Into<SignalSpec>) -> Self {
+        self.stack_signal = Some(signal.into());
+        self
+    }
+
     /// Checks every option and resolves signals, so nothing is installed on a bad configuration.
     pub(crate) fn validate(&self) -> Result<Validated, Error> {
         let activate_on = self.activate_on.as_ref().map(SignalSpec::resolve).transpose()?;
@@ -226,6 +239,20 @@ impl Options {
                     reason: "it cannot be caught or is raised by faults; use USR1, USR2 or a \
                              real-time signal"
                         .to_owned(),
+                });
+            }
+        }
+        let stack_signal = self.stack_signal.as_ref().map(SignalSpec::resolve).transpose()?;
+        if let Some(signal) = stack_signal {
+            if !signal.is_catchable() || signal.is_synchronous_fault() {
+                return Err(Error::InvalidSignal {
+                    value: signal.name(),
+                    reason: "it cannot be caught or is raised by faults; use a real-time signal".to_owned(),
+                });
+            }
+            if [activate_on, oneshot_on].contains(&Some(signal)) {
+                return Err(Error::ConfigurationConflict {
+                    message: format!("stack_signal {signal} is also used to activate manhole"),
                 });
             }
         }
@@ -273,7 +300,10 @@ impl Options {
                 message: "idle_timeout is 0, so every session would close at once".to_owned(),
             });
         }
-        Ok(Validated { sigmask })
+        Ok(Validated {
+            sigmask,
+            stack_signal,
+        })
     }
 }
 
@@ -284,7 +314,9 @@ fn not_yet(option: &'static str, detail: &'static str) -> Error {
 /// What [`Options::validate`] derived from the options.
 #[derive(Debug)]
 pub(crate) struct Validated {
+    /// What manhole's threads block (never the stack signal: they are dumped like any other).
     pub(crate) sigmask: SignalSet,
+    pub(crate) stack_signal: Option<Signal>,
 }
 
 impl fmt::Debug for Options {
@@ -306,6 +338,7 @@ impl fmt::Debug for Options {
             .field("locals", &locals)
             .field("max_sessions", &self.max_sessions)
             .field("idle_timeout", &self.idle_timeout)
+            .field("stack_signal", &self.stack_signal)
             .finish()
     }
 }
@@ -442,6 +475,8 @@ mod tests {
         );
         rejects(Options::new().max_sessions(0), "max_sessions is 0");
         rejects(Options::new().idle_timeout(Duration::ZERO), "idle_timeout is 0");
+        rejects(Options::new().stack_signal("SEGV"), "raised by faults");
+        rejects(Options::new().stack_signal("nope"), "invalid signal \"nope\"");
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn converse(server: &Server, stream: &UnixStream) -> io::Result<Ended> {
     stream.set_read_timeout(Some(server.config.idle_timeout))?;
     stream.set_write_timeout(Some(SEND_TIMEOUT))?;
     let client = Client { stream };
-    let mut opening = stacks::dump_text();
+    let mut opening = stacks::dump_text(false);
     opening.push_str(&banner());
     opening.push_str(PROMPT);
     client.send(&opening)?;

@@ -156,6 +156,11 @@ impl SignalSet {
         unsafe { libc::sigaddset(&mut self.0, signal) };
     }
 
+    pub(crate) fn remove(&mut self, signal: i32) {
+        // SAFETY: `self.0` is an initialised sigset_t; an out-of-range number only fails (EINVAL).
+        unsafe { libc::sigdelset(&mut self.0, signal) };
+    }
+
     #[cfg(test)]
     pub(crate) fn contains(&self, signal: i32) -> bool {
         // SAFETY: `self.0` is an initialised sigset_t, only read.

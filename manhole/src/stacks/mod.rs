@@ -1,0 +1,601 @@
+//! The stack dump every session starts with, and [`dump_stacktraces`](crate::dump_stacktraces).
+//!
+//! Every thread is captured in-process by signal ([`sampler`], Linux): each thread unwinds
+//! its own stack in a few microseconds and goes on. Threads that cannot answer (they block
+//! the signal, are stopped, or are in uninterruptible sleep) or do not answer within the
+//! deadline are reported from `/proc`: their state, the system call they wait in, the kernel
+//! function, and the symbolized user-space address of that call. Threads with identical stacks
+//! are shown once, with all their ids and names, and the runtime frames every thread has
+//! (thread start, `lang_start`) are folded unless the full view is asked for.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::procfs::{self, SyscallState};
+use crate::sys;
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) mod sampler;
+mod symbolize;
+
+use symbolize::{Address, Symbol};
+
+/// How long a dump waits for threads to answer before reporting them from /proc.
+pub(crate) const DEADLINE: Duration = Duration::from_millis(200);
+
+/// What is known of one thread's stack.
+#[derive(Clone, Debug)]
+pub(crate) enum Stack {
+    /// Unwound: every frame's symbols, innermost first.
+    Frames(Vec<Symbol>),
+    /// Only the innermost frame: the thread was inside the unwinder (a panic or a backtrace
+    /// being taken) every time it was asked.
+    Partial(Vec<Symbol>),
+    /// Not unwound (with why); what `/proc` shows.
+    FromProc {
+        why: String,
+        syscall: Option<SyscallState>,
+        wchan: Option<String>,
+        top: Vec<Symbol>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ThreadReport {
+    pub(crate) tid: i32,
+    pub(crate) name: String,
+    pub(crate) state: Option<char>,
+    pub(crate) stack: Stack,
+    /// How long the thread spent unwinding itself, when it did (read by the benchmark).
+    pub(crate) pause: Option<Duration>,
+}
+
+/// A dump of every thread of the process.
+#[derive(Clone, Debug)]
+pub(crate) struct Dump {
+    pub(crate) pid: u32,
+    pub(crate) dumping_tid: i32,
+    pub(crate) threads: Vec<ThreadReport>,
+}
+
+/// Raw material of one thread before symbolization.
+enum Raw {
+    Frames(Vec<Address>),
+    /// Caught inside the unwinder each time: only the interrupted address is known.
+    Partial(Address),
+    FromProc(String),
+}
+
+/// Sets up in-process capture (the signal handler), on `requested` or a free real-time signal,
+/// and returns the signal in use; `None` where the platform has no in-process capture.
+pub(crate) fn prepare(requested: Option<crate::Signal>) -> Result<Option<crate::Signal>, crate::Error> {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::init(requested).map(Some)
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        match requested {
+            Some(_) => Err(crate::Error::NotSupported {
+                option: "stack_signal",
+                detail: "in-process stack capture is available on Linux x86_64 and aarch64 only",
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Every thread's raw capture, before symbolization.
+pub(crate) struct RawDump {
+    pid: u32,
+    me: i32,
+    tids: Vec<i32>,
+    states: HashMap<i32, char>,
+    raws: HashMap<i32, (Raw, Option<Duration>)>,
+}
+
+/// Captures every thread of the process. The calling thread's own stack starts at its caller.
+#[inline(never)]
+pub(crate) fn capture() -> Dump {
+    symbolize_dump(capture_raw())
+}
+
+/// The capture proper: every thread records its return addresses.
+#[inline(never)]
+pub(crate) fn capture_raw() -> RawDump {
+    let pid = std::process::id();
+    let me = sys::gettid();
+    let own = own_stack();
+    let mut tids = procfs::task_ids();
+    tids.retain(|tid| *tid != me);
+    // States before the capture: the stack signal itself wakes sleeping threads for a moment.
+    let states: HashMap<i32, char> = tids
+        .iter()
+        .filter_map(|tid| Some((*tid, procfs::thread_state(*tid)?)))
+        .collect();
+    let mut raws: HashMap<i32, (Raw, Option<Duration>)> = capture_others(&tids).into_iter().collect();
+    raws.insert(me, (Raw::Frames(own), None));
+    tids.push(me);
+    tids.sort_unstable();
+    RawDump {
+        pid,
+        me,
+        tids,
+        states,
+        raws,
+    }
+}
+
+/// Names, states and symbols for a raw capture.
+pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
+    let RawDump {
+        pid,
+        me,
+        tids,
+        states,
+        mut raws,
+    } = raw;
+    let addresses: Vec<Address> = raws
+        .values()
+        .flat_map(|(raw, _)| match raw {
+            Raw::Frames(frames) => frames.clone(),
+            Raw::Partial(address) => vec![*address],
+            Raw::FromProc(_) => Vec::new(),
+        })
+        .collect();
+    let symbols = symbolize::resolve_all(&addresses);
+    let expand = |frames: &[Address]| -> Vec<Symbol> {
+        frames
+            .iter()
+            .flat_map(|a| symbols.get(a).map(|s| s.to_vec()).unwrap_or_default())
+            .collect()
+    };
+    let threads = tids
+        .into_iter()
+        .filter_map(|tid| {
+            let (raw, pause) = raws.remove(&tid)?;
+            let name = if tid as u32 == pid {
+                "main".to_owned()
+            } else {
+                procfs::thread_name(tid).unwrap_or_else(|| "?".to_owned())
+            };
+            let state = if tid == me {
+                Some('R')
+            } else {
+                states.get(&tid).copied()
+            };
+            procfs::thread_state(tid)?; // gone: it exited during the dump
+            let stack = match raw {
+                Raw::Frames(frames) => Stack::Frames(expand(&frames)),
+                Raw::Partial(address) => Stack::Partial(expand(&[address])),
+                Raw::FromProc(why) => from_proc(tid, why),
+            };
+            Some(ThreadReport {
+                tid,
+                name,
+                state,
+                stack,
+                pause,
+            })
+        })
+        .collect();
+    Dump {
+        pid,
+        dumping_tid: me,
+        threads,
+    }
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn capture_others(tids: &[i32]) -> Vec<(i32, (Raw, Option<Duration>))> {
+    use sampler::Outcome;
+    if sampler::signal().is_none()
+        && let Err(e) = sampler::init(None)
+    {
+        let why = format!("no stack capture: {e}");
+        return tids
+            .iter()
+            .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
+            .collect();
+    }
+    sampler::capture(tids, DEADLINE)
+        .into_iter()
+        .map(|(tid, outcome)| {
+            let raw = match outcome {
+                Outcome::Captured {
+                    pc, partial: true, ..
+                } => Raw::Partial(Address::Exact(pc)),
+                Outcome::Captured { ips, pc, pause, .. } => {
+                    // Frames before the interrupted one are the handler's and the kernel's.
+                    let start = ips.iter().position(|ip| *ip == pc).unwrap_or(0);
+                    let mut frames = vec![Address::Exact(pc)];
+                    frames.extend(
+                        ips[start..]
+                            .iter()
+                            .skip(1)
+                            .filter(|ip| **ip != 0)
+                            .map(|ip| Address::Return(*ip)),
+                    );
+                    return (tid, (Raw::Frames(frames), Some(pause)));
+                }
+                Outcome::Skipped(why) => Raw::FromProc(format!("not captured: {why}")),
+                Outcome::NoAnswer => Raw::FromProc(format!("no answer within {} ms", DEADLINE.as_millis())),
+                Outcome::Gone => Raw::FromProc("exited during the dump".to_owned()),
+            };
+            (tid, (raw, None))
+        })
+        .collect()
+}
+
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+fn capture_others(tids: &[i32]) -> Vec<(i32, (Raw, Option<Duration>))> {
+    let why = "in-process capture is not available on this platform".to_owned();
+    tids.iter()
+        .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
+        .collect()
+}
+
+/// The calling thread's frames, without the frames of the capture itself.
+#[inline(never)]
+fn own_stack() -> Vec<Address> {
+    let mut ips = Vec::with_capacity(64);
+    backtrace::trace(|frame| {
+        let ip = frame.ip() as usize;
+        if ip != 0 {
+            ips.push(Address::Return(ip));
+        }
+        ips.len() < 256
+    });
+    // Everything up to the outermost frame of the capture itself is manhole's, not the caller's.
+    let symbols = symbolize::resolve_all(&ips);
+    let capture_frames = ips
+        .iter()
+        .rposition(|a| {
+            symbols
+                .get(a)
+                .is_some_and(|s| s.iter().any(|s| s.name.as_deref().is_some_and(is_capture_frame)))
+        })
+        .map_or(0, |last| last + 1);
+    ips.drain(..capture_frames);
+    ips
+}
+
+/// Frames of the capture machinery, trimmed from the top of the caller's stack.
+fn is_capture_frame(name: &str) -> bool {
+    name.starts_with("backtrace::")
+        || [
+            "manhole::stacks::own_stack",
+            "manhole::stacks::capture",
+            "manhole::stacks::dump_text",
+            "manhole::dump_stacktraces",
+        ]
+        .iter()
+        .any(|f| {
+            name.strip_prefix(f)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+fn from_proc(tid: i32, why: String) -> Stack {
+    let syscall = procfs::syscall_state(tid);
+    let pc = match syscall {
+        Some(SyscallState::InSyscall { pc, .. } | SyscallState::Blocked { pc }) => Some(pc),
+        _ => None,
+    };
+    let top = match pc {
+        Some(pc) => {
+            let address = Address::Return(pc);
+            symbolize::resolve_all(&[address])
+                .get(&address)
+                .map(|s| s.to_vec())
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    Stack::FromProc {
+        why,
+        syscall,
+        wchan: procfs::wchan(tid),
+        top,
+    }
+}
+
+/// The rendered dump of every thread, with every runtime frame when `full`.
+#[inline(never)]
+pub(crate) fn dump_text(full: bool) -> String {
+    let mut out = String::new();
+    render(&capture(), full, &mut out);
+    out
+}
+
+const HEADER_BAR: &str = "#########";
+const FOOTER: &str = "#############################################";
+
+/// Whether a frame is where Rust's runtime hands over to user code: frames outside it are the
+/// same in every thread (thread start, `lang_start`, libc) and are folded unless `full`.
+fn is_runtime_boundary(symbol: &Symbol) -> bool {
+    symbol
+        .name
+        .as_deref()
+        .is_some_and(|n| n.contains("__rust_begin_short_backtrace"))
+}
+
+/// The frames to show, and how many outer runtime frames were folded.
+fn visible(symbols: &[Symbol], full: bool) -> (&[Symbol], usize) {
+    if full {
+        return (symbols, 0);
+    }
+    match symbols.iter().position(is_runtime_boundary) {
+        Some(at) => (&symbols[..at], symbols.len() - at),
+        None => (symbols, 0),
+    }
+}
+
+/// Renders a dump in the format of DESIGN.md §4, grouping identical stacks.
+pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "{HEADER_BAR} ProcessID={}, ThreadID={} {HEADER_BAR}",
+        dump.pid, dump.dumping_tid
+    );
+    // Group threads whose visible stacks and states are identical, in order of first appearance.
+    let mut groups: Vec<(Vec<&ThreadReport>, &[Symbol], usize)> = Vec::new();
+    let mut index: HashMap<(Option<char>, &[Symbol]), usize> = HashMap::new();
+    for thread in &dump.threads {
+        match &thread.stack {
+            Stack::Frames(symbols) if !symbols.is_empty() => {
+                let (shown, folded) = visible(symbols, full);
+                match index.get(&(thread.state, shown)) {
+                    Some(&g) => groups[g].0.push(thread),
+                    None => {
+                        index.insert((thread.state, shown), groups.len());
+                        groups.push((vec![thread], shown, folded));
+                    }
+                }
+            }
+            _ => groups.push((vec![thread], &[], 0)),
+        }
+    }
+    for (members, shown, folded) in groups {
+        let first = members[0];
+        let state = first.state.map(procfs::describe_state).unwrap_or("state unknown");
+        let _ = writeln!(out, "Thread {} \"{}\" ({state}):", first.tid, first.name);
+        if members.len() > 1 {
+            render_others(&members[1..], out);
+        }
+        match &first.stack {
+            Stack::Frames(_) => {
+                render_symbols(shown, out);
+                if folded > 0 {
+                    let _ = writeln!(
+                        out,
+                        "      … {folded} runtime frames (thread start) folded; \"stacks --full\" shows them"
+                    );
+                }
+            }
+            Stack::Partial(top) => {
+                render_symbols(top, out);
+                let _ = writeln!(
+                    out,
+                    "     (innermost frame only: the thread was unwinding a panic or taking a backtrace)"
+                );
+            }
+            Stack::FromProc {
+                why,
+                syscall,
+                wchan,
+                top,
+            } => {
+                render_symbols(top, out);
+                let mut facts = vec![why.clone()];
+                match syscall {
+                    Some(SyscallState::InSyscall { number, .. }) => {
+                        facts.push(format!("in system call {}", syscall_name(*number)));
+                    }
+                    Some(SyscallState::Running) => facts.push("on a CPU".to_owned()),
+                    Some(SyscallState::Blocked { .. }) => facts.push("outside a system call".to_owned()),
+                    None => {}
+                }
+                if let Some(wchan) = wchan {
+                    facts.push(format!("kernel wait {wchan}"));
+                }
+                let known = if top.is_empty() {
+                    "no frame known"
+                } else {
+                    "innermost frame only"
+                };
+                let _ = writeln!(out, "     ({known}, from /proc: {})", facts.join("; "));
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(FOOTER);
+    out.push('\n');
+}
+
+/// `  and N more with this stack:` then their ids and names, wrapped to fit a terminal.
+fn render_others(others: &[&ThreadReport], out: &mut String) {
+    let _ = writeln!(out, "  and {} more with this stack:", others.len());
+    let mut line = String::from("   ");
+    for (i, thread) in others.iter().enumerate() {
+        let item = format!(
+            " {} \"{}\"{}",
+            thread.tid,
+            thread.name,
+            if i + 1 < others.len() { "," } else { "" }
+        );
+        if line.len() + item.len() > 100 && line.len() > 3 {
+            let _ = writeln!(out, "{line}");
+            line = String::from("   ");
+        }
+        line.push_str(&item);
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+fn render_symbols(symbols: &[Symbol], out: &mut String) {
+    for (index, symbol) in symbols.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {index:>2}: {}",
+            symbol.name.as_deref().unwrap_or("<unknown>")
+        );
+        if let (Some(file), Some(line)) = (&symbol.file, symbol.line) {
+            match symbol.column {
+                Some(column) => {
+                    let _ = writeln!(out, "        at {}:{line}:{column}", file.display());
+                }
+                None => {
+                    let _ = writeln!(out, "        at {}:{line}", file.display());
+                }
+            }
+        }
+    }
+}
+
+/// The name of a system call by number, for the calls threads usually wait in.
+fn syscall_name(number: libc::c_long) -> String {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let known: &[(libc::c_long, &str)] = &[
+            (libc::SYS_read, "read"),
+            (libc::SYS_write, "write"),
+            (libc::SYS_futex, "futex"),
+            (libc::SYS_nanosleep, "nanosleep"),
+            (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+            (libc::SYS_epoll_pwait, "epoll_pwait"),
+            (libc::SYS_ppoll, "ppoll"),
+            (libc::SYS_pselect6, "pselect6"),
+            (libc::SYS_accept, "accept"),
+            (libc::SYS_accept4, "accept4"),
+            (libc::SYS_connect, "connect"),
+            (libc::SYS_recvfrom, "recvfrom"),
+            (libc::SYS_recvmsg, "recvmsg"),
+            (libc::SYS_sendto, "sendto"),
+            (libc::SYS_sendmsg, "sendmsg"),
+            (libc::SYS_wait4, "wait4"),
+            (libc::SYS_waitid, "waitid"),
+            (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+            (libc::SYS_rt_sigsuspend, "rt_sigsuspend"),
+            (libc::SYS_openat, "openat"),
+            (libc::SYS_ioctl, "ioctl"),
+            (libc::SYS_fsync, "fsync"),
+            (libc::SYS_flock, "flock"),
+            (libc::SYS_io_uring_enter, "io_uring_enter"),
+            #[cfg(target_arch = "x86_64")]
+            (libc::SYS_poll, "poll"),
+            #[cfg(target_arch = "x86_64")]
+            (libc::SYS_select, "select"),
+            #[cfg(target_arch = "x86_64")]
+            (libc::SYS_epoll_wait, "epoll_wait"),
+            #[cfg(target_arch = "x86_64")]
+            (libc::SYS_pause, "pause"),
+        ];
+        if let Some((_, name)) = known.iter().find(|(n, _)| *n == number) {
+            return (*name).to_owned();
+        }
+    }
+    format!("#{number}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(name: &str) -> Symbol {
+        Symbol {
+            name: Some(name.to_owned()),
+            file: None,
+            line: None,
+            column: None,
+        }
+    }
+
+    fn thread(tid: i32, name: &str, frames: &[&str]) -> ThreadReport {
+        ThreadReport {
+            tid,
+            name: name.to_owned(),
+            state: Some('S'),
+            stack: Stack::Frames(frames.iter().map(|f| sym(f)).collect()),
+            pause: None,
+        }
+    }
+
+    #[test]
+    fn identical_stacks_are_grouped_with_every_member_listed() {
+        let rt = [
+            "app::work",
+            "std::sys::backtrace::__rust_begin_short_backtrace",
+            "start_thread",
+            "clone3",
+        ];
+        let dump = Dump {
+            pid: 1,
+            dumping_tid: 1,
+            threads: (0..30)
+                .map(|i| thread(100 + i, &format!("worker-{i}"), &rt))
+                .chain([thread(
+                    200,
+                    "odd",
+                    &["app::other", "std::sys::backtrace::__rust_begin_short_backtrace"],
+                )])
+                .collect(),
+        };
+        let mut text = String::new();
+        render(&dump, false, &mut text);
+        assert!(
+            text.contains("Thread 100 \"worker-0\" (sleeping):\n  and 29 more with this stack:\n"),
+            "{text}"
+        );
+        for i in 1..30 {
+            assert!(text.contains(&format!(" {} \"worker-{i}\"", 100 + i)), "{text}");
+        }
+        assert!(text.lines().all(|l| l.len() <= 104), "wrapped:\n{text}");
+        assert_eq!(text.matches("app::work").count(), 1, "{text}");
+        assert!(
+            text.contains("Thread 200 \"odd\" (sleeping):\n   0: app::other\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("… 3 runtime frames (thread start) folded"),
+            "{text}"
+        );
+        assert!(!text.contains("clone3"), "{text}");
+
+        let mut full = String::new();
+        render(&dump, true, &mut full);
+        assert!(full.contains("clone3") && !full.contains("folded"), "{full}");
+    }
+
+    #[inline(never)]
+    fn distinctive_caller_for_the_dump_test() -> String {
+        dump_text(true)
+    }
+
+    #[test]
+    fn the_dump_has_the_documented_frame() {
+        let text = distinctive_caller_for_the_dump_test();
+        let pid = std::process::id();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(&format!("######### ProcessID={pid}, ThreadID=")),
+            "{first}"
+        );
+        assert!(first.ends_with(" #########"), "{first}");
+        assert_eq!(text.lines().last().unwrap(), "#".repeat(45));
+        assert!(text.contains(&format!("Thread {pid} \"main\" (")), "{text}");
+        assert!(text.contains("distinctive_caller_for_the_dump_test"), "{text}");
+        assert!(
+            !text.contains("manhole::stacks::own_stack"),
+            "capture frames are trimmed:\n{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_syscalls_keep_their_number() {
+        assert_eq!(syscall_name(-7), "#-7");
+        #[cfg(target_os = "linux")]
+        assert_eq!(syscall_name(libc::SYS_futex), "futex");
+    }
+}
