@@ -77,14 +77,18 @@ fn run_client(command: &mut Command, input: &str) -> (std::process::ExitStatus, 
         .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let pid = child.id();
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
     let guard = std::thread::spawn(move || {
-        // A client that hangs must fail the test, not the CI run.
-        std::thread::sleep(PATIENCE);
-        // SAFETY: kill has no memory preconditions; a pid that already exited gets ESRCH.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // A client that hangs must fail the test, not the CI run. A hung child is unreaped, so
+        // the pid is still ours; a finished one sends `finished` right after being reaped.
+        if watch.recv_timeout(PATIENCE).is_err() {
+            // SAFETY: kill has no memory preconditions; the child is still ours (unreaped).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
     });
     let out = child.wait_with_output().unwrap();
-    drop(guard);
+    let _ = finished.send(());
+    guard.join().unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),

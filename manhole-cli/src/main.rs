@@ -116,6 +116,7 @@ fn run(path: &std::path::Path) -> u8 {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if first.starts_with(b"manhole: access denied") => return exit::REFUSED,
             Err(e) => {
                 eprintln!("manhole-cli: connection to {} broke: {e}", path.display());
                 return exit::FAILED;

@@ -48,6 +48,11 @@ pub fn install(options: Options) -> Result<Handle, Error> {
         validated.sigmask.remove(signal.as_raw());
     }
     let mut slot = installed();
+    // A manhole inherited through fork runs in the parent, not here: it does not count.
+    if slot.as_ref().is_some_and(|running| !running.runs_here()) {
+        slot.take();
+    }
+    let mut every_session_ended = true;
     if let Some(running) = slot.as_ref() {
         if options.strict {
             return Err(Error::AlreadyInstalled {
@@ -55,10 +60,10 @@ pub fn install(options: Options) -> Result<Handle, Error> {
             });
         }
         if let Some(previous) = slot.take() {
-            previous.stop();
+            every_session_ended = previous.stop();
         }
     }
-    logging::configure(options.verbose, &options.verbose_destination)?;
+    logging::configure(options.verbose, &options.verbose_destination, every_session_ended)?;
     let server = Server::start(&options, validated)?;
     INSTALLED_BY.store(std::process::id(), Ordering::Release);
     EXIT_HOOK.call_once(|| {
@@ -97,7 +102,7 @@ pub struct Handle {
 
 impl Handle {
     fn live(&self) -> Option<Arc<Server>> {
-        let server = self.server.upgrade()?;
+        let server = self.server.upgrade().filter(|s| s.runs_here())?;
         let slot = installed();
         slot.as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, &server))
@@ -130,8 +135,11 @@ impl Handle {
                 _ => None,
             }
         };
-        if let Some(server) = server {
-            server.stop();
+        if let Some(server) = server
+            && server.runs_here()
+        {
+            let every_session_ended = server.stop();
+            logging::close(every_session_ended);
         }
     }
 }

@@ -16,10 +16,18 @@
 //!
 //! ```text
 //! ######### ProcessID=4242, ThreadID=4250 #########
-//! Thread 4242 "main" (sleeping):
+//! Thread 4243 "flusher" (sleeping):
 //!    0: __GI___clock_nanosleep
-//!         at ./nptl/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48:10
-//!      (innermost frame only, from /proc: in system call clock_nanosleep, kernel wait hrtimer_nanosleep)
+//!         at ./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48:7
+//!    1: std::thread::functions::sleep
+//!         at /rustc/…/library/std/src/thread/functions.rs:289:5
+//!    2: app::flush_periodically
+//!         at src/main.rs:48:9
+//!       … 13 runtime frames (thread start) folded; "stacks --full" shows them
+//!
+//! Thread 4244 "worker-0" (sleeping):
+//!   and 7 more with this stack:
+//!     4245 "worker-1", 4246 "worker-2", …
 //! …
 //! #############################################
 //! manhole 0.1.0 in /srv/app/bin/app (pid 4242), up 3h 12m
@@ -27,11 +35,20 @@
 //! >>> info
 //! ```
 //!
-//! Commands: `help [COMMAND]`, `stacks` (also `threads`, `bt`), `info`, `quit` (also `exit`,
-//! Ctrl-D).
+//! Commands: `help [COMMAND]`, `stacks [--full]` (also `threads`, `bt`), `info`, `quit` (also
+//! `exit`, Ctrl-D).
 //!
 //! The same dump is available to the program itself with [`dump_stacktraces`], for watchdogs
 //! and logs.
+//!
+//! # How stacks are taken
+//! Each thread is sent a real-time signal (the highest one nothing else handles, or
+//! [`Options::stack_signal`]) and unwinds its own stack in a few microseconds, then goes on; no
+//! thread is ever stopped while others are captured, and no debugger or ptrace is involved.
+//! Threads that block that signal, are stopped, or are in uninterruptible sleep are reported
+//! from `/proc` (state, system call, kernel wait, innermost frame) without waiting; a thread
+//! that does not answer within 200 ms is reported the same way. Names, files and lines are
+//! looked up afterwards, outside the signal handler, and remembered for the next dump.
 //!
 //! # Security
 //! Only the process's effective uid and root may use the console. The socket is created with
@@ -41,12 +58,19 @@
 //! is a dead socket of the same user; anything else makes [`install`] fail and is left alone.
 //!
 //! # Limitations
-//! - Linux is the supported platform; macOS compiles and serves sessions, without `/proc` facts.
-//! - Threads other than the one serving the session show their innermost frame (from
-//!   `/proc/<pid>/task/<tid>/syscall`) until in-process capture of every stack lands.
+//! - Linux x86_64 and aarch64 get every thread's stack; macOS compiles and serves sessions with
+//!   the calling thread's stack only, and without `/proc` facts.
+//! - A dump interrupts each thread once: `read`, `write`, `accept`, futex and `Mutex` waits
+//!   resume transparently (`SA_RESTART`), but raw `poll`, `epoll_wait`, `select` and
+//!   `nanosleep` calls in C code or `libc` return `EINTR`, as with any signal-based profiler.
+//!   Rust's `std` and tokio retry them.
+//! - The socket is removed by [`Handle::uninstall`] and at normal exit, but not yet when the
+//!   process dies from a signal such as SIGTERM; the next process to use the path replaces the
+//!   stale socket.
 //! - `activate_on`, `oneshot_on`, `thread(false)`, `patch_fork(true)`, `redirect_stderr(true)`
 //!   and `local` are part of the API but not supported yet: [`install`] says so with
-//!   [`Error::NotSupported`] instead of ignoring them.
+//!   [`Error::NotSupported`] instead of ignoring them. A forked child gets no manhole of its
+//!   own and never touches its parent's.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 

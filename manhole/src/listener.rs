@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
@@ -131,9 +131,9 @@ fn clear_stale(path: &Path) -> Result<(), Error> {
             meta.uid()
         )));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(in_use("a live process is listening there".to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+    match probe(path) {
+        Probe::Live => Err(in_use("a live process is listening there".to_owned())),
+        Probe::Stale => {
             // Nobody listens: the socket of a process that died without cleaning up.
             match fs::remove_file(path) {
                 Ok(()) => {
@@ -144,12 +144,43 @@ fn clear_stale(path: &Path) -> Result<(), Error> {
                 Err(e) => Err(Error::io("remove the stale socket", Some(path.to_owned()), e)),
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(
+        Probe::Gone => Ok(()),
+        Probe::Failed(e) => Err(Error::io(
             "check whether the socket is live",
             Some(path.to_owned()),
             e,
         )),
+    }
+}
+
+enum Probe {
+    Live,
+    Stale,
+    Gone,
+    Failed(io::Error),
+}
+
+/// Whether something listens at `path`, without ever blocking: a listener that is stopped or
+/// overwhelmed (its backlog full) answers `EAGAIN`, which counts as live.
+fn probe(path: &Path) -> Probe {
+    let Ok(addr) = UnixAddr::new(path) else {
+        return Probe::Gone;
+    };
+    let fd = match socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Probe::Failed(e.into()),
+    };
+    use std::os::fd::AsRawFd;
+    match socket::connect(fd.as_raw_fd(), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => Probe::Live,
+        Err(nix::errno::Errno::ECONNREFUSED) => Probe::Stale,
+        Err(nix::errno::Errno::ENOENT) => Probe::Gone,
+        Err(e) => Probe::Failed(e.into()),
     }
 }
 
@@ -177,17 +208,34 @@ fn max_path_len() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("manhole-unit-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir.join("sock")
+    /// A private directory for one test, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("manhole-unit-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn sock(&self) -> PathBuf {
+            self.0.join("sock")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn binds_with_mode_0600_and_removes_only_its_inode() {
-        let path = scratch("mode");
+        let dir = Scratch::new("mode");
+        let path = dir.sock();
         let bound = bind(&path).unwrap();
         let mode = fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -201,7 +249,8 @@ mod tests {
 
     #[test]
     fn stale_socket_is_replaced_live_one_is_not() {
-        let path = scratch("stale");
+        let dir = Scratch::new("stale");
+        let path = dir.sock();
         let first = bind(&path).unwrap();
         let err = bind(&path).unwrap_err();
         assert!(
@@ -218,7 +267,8 @@ mod tests {
 
     #[test]
     fn foreign_files_are_left_alone() {
-        let path = scratch("foreign");
+        let dir = Scratch::new("foreign");
+        let path = dir.sock();
         fs::write(&path, b"precious").unwrap();
         let err = bind(&path).unwrap_err();
         assert!(matches!(err, Error::SocketPathInUse { .. }));

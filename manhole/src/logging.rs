@@ -70,13 +70,22 @@ static FD: AtomicI32 = AtomicI32::new(2);
 /// A file descriptor manhole opened itself for a `File` destination, or -1.
 static OWNED_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// Points the log at `destination`, or turns it off when `verbose` is false.
+/// Points the log at `destination`, or turns it off when `verbose` is false. A file opened
+/// for an earlier configuration is closed, unless `previous_quiet` is false (a session of the
+/// previous manhole may still be logging to it; it is then left open rather than risk a
+/// reused fd number).
 ///
 /// # Errors
-/// Only a `File` destination that cannot be opened fails; fds are used as given.
-pub(crate) fn configure(verbose: bool, destination: &VerboseDestination) -> Result<(), Error> {
+/// Only a `File` destination that cannot be opened fails; fds are used as given, and a closed
+/// fd 2 turns logging off instead of writing into whatever file later takes that number.
+pub(crate) fn configure(
+    verbose: bool,
+    destination: &VerboseDestination,
+    previous_quiet: bool,
+) -> Result<(), Error> {
     let (mode, fd, owned) = match (verbose, destination) {
         (false, _) => (OFF, 2, None),
+        (true, VerboseDestination::Stderr) if !is_open(2) => (OFF, 2, None),
         (true, VerboseDestination::Stderr) => (TO_FD, 2, None),
         (true, VerboseDestination::Fd(fd)) => (TO_FD, *fd, None),
         (true, VerboseDestination::Log) => (TO_LOG, 2, None),
@@ -95,11 +104,25 @@ pub(crate) fn configure(verbose: bool, destination: &VerboseDestination) -> Resu
     FD.store(fd, Ordering::Release);
     MODE.store(mode, Ordering::Release);
     let previous = OWNED_FD.swap(owned.unwrap_or(-1), Ordering::AcqRel);
-    if previous >= 0 {
-        // Only manhole's own threads log, and they are all stopped while options change.
+    if previous >= 0 && previous_quiet {
         let _ = nix::unistd::close(previous);
     }
     Ok(())
+}
+
+/// Turns logging off after uninstall, closing a log file manhole opened (unless a session that
+/// outlived the uninstall may still write to it).
+pub(crate) fn close(quiet: bool) {
+    MODE.store(OFF, Ordering::Release);
+    let previous = OWNED_FD.swap(-1, Ordering::AcqRel);
+    if previous >= 0 && quiet {
+        let _ = nix::unistd::close(previous);
+    }
+}
+
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor's flags; an invalid fd fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }
 
 /// Whether log lines are written anywhere.

@@ -46,6 +46,9 @@ struct Sessions {
 pub(crate) struct Server {
     pub(crate) config: Config,
     pub(crate) started: Instant,
+    /// The process that runs this manhole. In a forked child the threads do not exist and the
+    /// sockets are shared with the parent, so a child must never act on them.
+    owner_pid: u32,
     socket: SocketFile,
     sigmask: SignalSet,
     sessions: Mutex<Sessions>,
@@ -101,6 +104,7 @@ impl Server {
                 daemon_connection: options.daemon_connection,
             },
             started: Instant::now(),
+            owner_pid: std::process::id(),
             socket: bound.file,
             sigmask: validated.sigmask,
             sessions: Mutex::default(),
@@ -123,35 +127,41 @@ impl Server {
         Ok(server)
     }
 
-    /// Where this manhole listens, until it is stopped.
+    /// Where this manhole listens, until it is stopped (never in a forked child).
     pub(crate) fn socket_path(&self) -> Option<PathBuf> {
-        (!self.stopping.load(Ordering::Acquire)).then(|| self.socket.path.clone())
+        (!self.stopping.load(Ordering::Acquire) && self.runs_here()).then(|| self.socket.path.clone())
+    }
+
+    /// Whether this process is the one whose threads serve this manhole (false after fork).
+    pub(crate) fn runs_here(&self) -> bool {
+        std::process::id() == self.owner_pid
     }
 
     /// The accept loop of the `manhole` thread. It sleeps in poll(2) until a client or the
     /// wake-up pipe makes it runnable: no timer, no wake-ups while idle.
     fn listen(self: Arc<Self>, listener: UnixListener, mut wake: UnixStream) {
         let pid = std::process::id();
+        // After a failed accept (EMFILE…), the waiting client keeps the listener readable:
+        // watch only the wake-up pipe until the back-off has passed, then try again.
         let mut backoff = Duration::ZERO;
         loop {
-            if backoff.is_zero() {
+            let backing_off = !backoff.is_zero();
+            if !backing_off {
                 mlog!("Waiting for new connection (in pid:{pid}) ...");
             }
             let (client_ready, woken) = {
-                let mut fds = [
-                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-                ];
-                let timeout = if backoff.is_zero() {
-                    PollTimeout::NONE
-                } else {
+                let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+                if !backing_off {
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                }
+                let timeout = if backing_off {
                     PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX)
+                } else {
+                    PollTimeout::NONE
                 };
+                let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
                 match poll(&mut fds, timeout) {
-                    Ok(_) => {
-                        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                        (ready(&fds[0]), ready(&fds[1]))
-                    }
+                    Ok(_) => (fds.get(1).is_some_and(ready), ready(&fds[0])),
                     Err(nix::errno::Errno::EINTR) => (false, false),
                     Err(e) => {
                         mlog!("poll failed: {e}; retrying");
@@ -163,11 +173,14 @@ impl Server {
                 let _ = wake.read(&mut [0u8; 16]);
                 break;
             }
-            if !client_ready && backoff.is_zero() {
+            if !client_ready && !backing_off {
                 continue;
             }
             match listener.accept() {
                 Ok((stream, _)) => {
+                    if backing_off {
+                        mlog!("Accepting connections again");
+                    }
                     backoff = Duration::ZERO;
                     self.admit(stream);
                 }
@@ -182,10 +195,12 @@ impl Server {
                     backoff = Duration::ZERO;
                 }
                 Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS…: the client waits in the backlog; try again later
-                    // instead of spinning on a listener that stays readable.
-                    backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
-                    mlog!("Accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                    // EMFILE, ENFILE, ENOBUFS…: the client waits in the backlog meanwhile.
+                    let next = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+                    if next != backoff {
+                        mlog!("Accept failed: {e}; retrying in {} ms", next.as_millis());
+                    }
+                    backoff = next;
                 }
             }
         }
@@ -198,6 +213,11 @@ impl Server {
         let refuse = |line: &str| {
             // One line into an empty socket buffer: never blocks, and never raises SIGPIPE.
             let _ = sys::send_all(&stream, line.as_bytes(), true);
+            // Closing with unread input would reset the connection, and the client could lose
+            // the line: drop what it sent already, then close.
+            let _ = stream.set_nonblocking(true);
+            let mut sink = [0u8; 4096];
+            while matches!((&stream).read(&mut sink), Ok(n) if n > 0) {}
         };
         if let Err(e) = stream
             .set_nonblocking(false)
@@ -307,9 +327,10 @@ impl Server {
             .collect()
     }
 
-    /// Stops accepting, removes the socket file and wakes the listener thread.
+    /// Stops accepting, removes the socket file and wakes the listener thread. In a forked
+    /// child it only forgets: the threads are the parent's, and so is the socket.
     fn stop_listening(&self) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
+        if self.stopping.swap(true, Ordering::AcqRel) || !self.runs_here() {
             return;
         }
         self.socket.remove();
@@ -359,9 +380,13 @@ impl Server {
         }
     }
 
-    /// Uninstall: stop listening, cut every session off, wait for their threads, remove the socket.
-    pub(crate) fn stop(&self) {
+    /// Uninstall: stop listening, cut every session off, wait for their threads, remove the
+    /// socket. Returns whether every session ended (a session that did not may still log).
+    pub(crate) fn stop(&self) -> bool {
         self.stop_listening();
+        if !self.runs_here() {
+            return true;
+        }
         let me = thread::current().id();
         for entry in lock(&self.sessions)
             .open
@@ -375,11 +400,15 @@ impl Server {
             mlog!("{left} session(s) did not end within 5 s; they will end on their own");
         }
         mlog!("Cleaned up.");
+        left == 0
     }
 
     /// Normal process exit: stop listening and, unless `daemon_connection`, let open sessions
     /// finish first (telling them so).
     pub(crate) fn stop_for_exit(&self) {
+        if !self.runs_here() {
+            return;
+        }
         self.stop_listening();
         if !self.config.daemon_connection && !IN_SESSION.with(std::cell::Cell::get) {
             let open = self.sessions().len();

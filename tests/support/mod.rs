@@ -178,6 +178,10 @@ impl Drop for App {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.stderr_file);
+        // SIGKILL leaves the socket behind; it was this test's, so it goes too.
+        if !self.socket.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }
 

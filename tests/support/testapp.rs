@@ -3,7 +3,9 @@
 //! `manhole-testapp serve [--socket PATH] [--max-sessions N] [--idle-ms N] [--close-stderr]
 //!                        [--quiet] [--threads N]`
 //!   prints `ready <socket path>`, then reads commands, one per line:
-//!   `install-strict`, `install-replace`, `uninstall`, `path`, `exit`.
+//!   `install-strict`, `install-replace`, `uninstall`, `path`, `fork-uninstall`,
+//!   `exhaust-fds`, `release-fds`, `exit`.
+//!   `exhaust-fds` takes every free file descriptor, `release-fds` gives them back.
 //! `manhole-testapp connect PATH`: a client; prints what the server sends until EOF.
 //! `manhole-testapp install-at PATH`: prints `installed` or `error: <message>`.
 
@@ -114,6 +116,7 @@ fn serve(args: &[String]) {
         }
     };
     say(&format!("ready {}", path_of(&handle)));
+    let mut hoard: Vec<std::fs::File> = Vec::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         match line.trim() {
@@ -135,6 +138,39 @@ fn serve(args: &[String]) {
                 say(&format!("uninstalled, path now {}", path_of(&handle)));
             }
             "path" => say(&path_of(&handle)),
+            "exhaust-fds" => {
+                // Take every free descriptor, so the next accept fails with EMFILE.
+                while let Ok(file) = std::fs::File::open("/dev/null") {
+                    hoard.push(file);
+                }
+                say(&format!("holding {} descriptors", hoard.len()));
+            }
+            "release-fds" => {
+                hoard.clear();
+                say("released");
+            }
+            "fork-uninstall" => {
+                // SAFETY: the child only calls manhole's uninstall and install (which must
+                // leave the parent's manhole alone) and then _exit; the parent waits for it.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        let outcome = std::panic::catch_unwind(|| {
+                            handle.clone().uninstall();
+                            let again = manhole::install(options(args).strict(false));
+                            matches!(again, Err(manhole::Error::SocketPathInUse { .. }))
+                        });
+                        // SAFETY: ends the child at once, without running the parent's exit hooks.
+                        unsafe { libc::_exit(if matches!(outcome, Ok(true)) { 0 } else { 1 }) };
+                    }
+                    child if child > 0 => {
+                        let mut status = 0;
+                        // SAFETY: waits for the child just created.
+                        unsafe { libc::waitpid(child, &mut status, 0) };
+                        say(&format!("child exited with {}", libc::WEXITSTATUS(status)));
+                    }
+                    _ => say("fork failed"),
+                }
+            }
             "exit" => {
                 say("exiting");
                 return;
