@@ -109,6 +109,30 @@ pub fn dump_stacktraces() -> String {
     stacks::dump_text(false)
 }
 
+/// Shows the calling thread under its full Rust name in stack dumps.
+///
+/// The kernel keeps only the first 15 bytes of a thread's name, and that is all a dump can read
+/// from another thread. A thread that calls this once is shown with the whole name it was given
+/// with [`std::thread::Builder::name`] (or `"main"`); the entry goes away when the thread ends.
+/// Threads without a name are left as they are.
+///
+/// ```
+/// std::thread::Builder::new()
+///     .name("ingest-partition-0042".into())
+///     .spawn(|| {
+///         manhole::register_current_thread();
+///         assert!(manhole::dump_stacktraces().contains("\"ingest-partition-0042\""));
+///     })?
+///     .join()
+///     .unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn register_current_thread() {
+    if let Some(name) = std::thread::current().name() {
+        stacks::names::register(name.to_owned());
+    }
+}
+
 // Not public API: measurements for the benchmark in `bench/`.
 #[doc(hidden)]
 pub mod __bench {

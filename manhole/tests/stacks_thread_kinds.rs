@@ -202,3 +202,35 @@ fn each_kind_of_thread_appears_with_its_own_function() {
     assert_eq!(unsafe { libc::pthread_join(c_thread, std::ptr::null_mut()) }, 0);
     handle.uninstall();
 }
+
+#[test]
+fn registered_threads_show_their_full_name_until_they_exit() {
+    let long = "a-very-long-rust-thread-name-0";
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name(long.into())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            let before = manhole::dump_stacktraces();
+            manhole::register_current_thread();
+            let after = manhole::dump_stacktraces();
+            go_rx.recv().unwrap();
+            (before, after)
+        })
+        .unwrap();
+    let tid = rx.recv().unwrap();
+    go_tx.send(()).unwrap();
+    let (before, after) = worker.join().unwrap();
+    assert!(
+        before.contains(&format!("Thread {tid} \"a-very-long-rus\" (")),
+        "the kernel's 15 bytes:\n{before}"
+    );
+    assert!(
+        after.contains(&format!("Thread {tid} \"{long}\" (")),
+        "the full name:\n{after}"
+    );
+    let later = manhole::dump_stacktraces();
+    assert!(!later.contains(long), "gone with its thread:\n{later}");
+}

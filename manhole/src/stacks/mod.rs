@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::procfs::{self, SyscallState};
 use crate::sys;
 
+pub(crate) mod names;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod sampler;
 mod symbolize;
@@ -155,10 +156,10 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         .into_iter()
         .filter_map(|tid| {
             let (raw, pause) = raws.remove(&tid)?;
-            let name = if tid as u32 == pid {
-                "main".to_owned()
-            } else {
-                procfs::thread_name(tid).unwrap_or_else(|| "?".to_owned())
+            let name = match names::lookup(tid) {
+                Some(name) => name,
+                None if tid as u32 == pid => "main".to_owned(),
+                None => procfs::thread_name(tid).unwrap_or_else(|| "?".to_owned()),
             };
             let state = if tid == me {
                 Some('R')
