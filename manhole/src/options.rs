@@ -382,30 +382,19 @@ impl SigMask {
     }
 
     fn resolve(&self) -> Result<SignalSet, Error> {
-        let mut set = SignalSet::empty();
-        let signals: Vec<Signal> = match &self.0 {
-            MaskKind::All => (1..=max_signal_number())
-                .filter_map(|n| Signal::from_raw(n).ok())
-                .collect(),
-            MaskKind::Only(specs) => specs.iter().map(SignalSpec::resolve).collect::<Result<_, _>>()?,
-        };
-        for signal in signals {
-            if signal.is_catchable() && !signal.is_synchronous_fault() {
-                set.add(signal.as_raw());
+        match &self.0 {
+            MaskKind::All => Ok(SignalSet::all_but_faults(None)),
+            MaskKind::Only(specs) => {
+                let mut set = SignalSet::empty();
+                for signal in specs.iter().map(SignalSpec::resolve) {
+                    let signal = signal?;
+                    if signal.is_catchable() && !signal.is_synchronous_fault() {
+                        set.add(signal.as_raw());
+                    }
+                }
+                Ok(set)
             }
         }
-        Ok(set)
-    }
-}
-
-fn max_signal_number() -> i32 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        libc::SIGRTMAX()
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        31
     }
 }
 

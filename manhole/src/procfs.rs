@@ -21,11 +21,6 @@ fn task_file(tid: i32, name: &str) -> Option<String> {
     fs::read_to_string(format!("/proc/self/task/{tid}/{name}")).ok()
 }
 
-/// The thread's name as the kernel keeps it (at most 15 bytes).
-pub(crate) fn thread_name(tid: i32) -> Option<String> {
-    task_file(tid, "comm").map(|s| s.trim_end_matches('\n').to_owned())
-}
-
 /// The fields of a `stat` file after the command name, which may itself hold spaces and parens.
 fn stat_fields(text: &str) -> Vec<&str> {
     match text.rfind(')') {
@@ -34,10 +29,39 @@ fn stat_fields(text: &str) -> Vec<&str> {
     }
 }
 
-/// The one-letter scheduler state of a thread (`R`, `S`, `D`, `T`, `t`, `Z`, `X`, `I`).
-pub(crate) fn thread_state(tid: i32) -> Option<char> {
-    let stat = task_file(tid, "stat")?;
-    stat_fields(&stat).first()?.chars().next()
+/// What a dump needs to know of a thread, from one read of `/proc/self/task/<tid>/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TaskStatus {
+    /// The kernel's name of the thread (at most 15 bytes).
+    pub(crate) name: String,
+    /// The scheduler state letter.
+    pub(crate) state: char,
+    /// The signals it blocks, as a bit mask (bit n-1 for signal n).
+    pub(crate) blocked: u64,
+}
+
+/// Reads it with one read(2) into a stack buffer: a dump reads this file for every thread, and
+/// the kernel builds the whole text on the first read (about 1.4 KB), so a second read to see
+/// EOF and a heap buffer would only add cost.
+pub(crate) fn task_status(tid: i32) -> Option<TaskStatus> {
+    use std::io::Read;
+    let mut file = fs::File::open(format!("/proc/self/task/{tid}/status")).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = file.read(&mut buf).ok()?;
+    if n == buf.len() {
+        // Larger than expected: fall back to reading all of it.
+        return parse_status(&task_file(tid, "status")?);
+    }
+    parse_status(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
+fn parse_status(text: &str) -> Option<TaskStatus> {
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    Some(TaskStatus {
+        name: field("Name:")?.to_owned(),
+        state: field("State:")?.chars().next()?,
+        blocked: u64::from_str_radix(field("SigBlk:").unwrap_or("0"), 16).unwrap_or(0),
+    })
 }
 
 /// What a state letter means, in the words of `ps`.
@@ -188,6 +212,21 @@ mod tests {
     }
 
     #[test]
+    fn status_files() {
+        let text = "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\n";
+        let status = parse_status(text).unwrap();
+        assert_eq!(
+            status,
+            TaskStatus {
+                name: "worker (1)".into(),
+                state: 'S',
+                blocked: 0x8000_0000_0000_0001
+            }
+        );
+        assert_eq!(parse_status("garbage"), None);
+    }
+
+    #[test]
     fn stat_with_a_hostile_command_name() {
         let stat = "42 (a b) (c)) S 1 42 42 0 -1 4194560 0 0 0 0 7 3 0 0 20 0 5 0 100";
         let fields = stat_fields(stat);
@@ -201,7 +240,7 @@ mod tests {
     fn this_process_is_described() {
         let me = nix::unistd::gettid().as_raw();
         assert!(task_ids().contains(&me));
-        assert!(thread_state(me).is_some());
+        assert_eq!(task_status(me).map(|s| s.state), Some('R'));
         let stat = process_stat();
         assert!(stat.threads.unwrap_or(0) >= 1);
         assert!(stat.rss_bytes.unwrap_or(0) > 0);

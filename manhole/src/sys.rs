@@ -151,6 +151,33 @@ impl SignalSet {
         }
     }
 
+    /// Every signal a thread can block without hiding faults from itself, except `keep`.
+    pub(crate) fn all_but_faults(keep: Option<i32>) -> SignalSet {
+        let mut set = SignalSet::empty();
+        // Blocking a fault would turn a crash report into a silent kill; KILL and STOP cannot
+        // be blocked at all.
+        let never = [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+        ];
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let last = libc::SIGRTMAX();
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let last = 31;
+        for signal in 1..=last {
+            if !never.contains(&signal) && Some(signal) != keep {
+                set.add(signal);
+            }
+        }
+        set
+    }
+
     pub(crate) fn add(&mut self, signal: i32) {
         // SAFETY: `self.0` is an initialised sigset_t; an out-of-range number only fails (EINVAL).
         unsafe { libc::sigaddset(&mut self.0, signal) };

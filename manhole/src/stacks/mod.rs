@@ -7,12 +7,16 @@
 //! function, and the symbolized user-space address of that call. Threads with identical stacks
 //! are shown once, with all their ids and names, and the runtime frames every thread has
 //! (thread start, `lang_start`) are folded unless the full view is asked for.
+//!
+//! Cost matters at a thousand threads: each thread's `/proc` status is read once (name, state
+//! and blocked signals), and frames are shared, symbolized once per address.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::procfs::{self, SyscallState};
+use crate::procfs::{self, SyscallState, TaskStatus};
 use crate::sys;
 
 pub(crate) mod names;
@@ -25,20 +29,24 @@ use symbolize::{Address, Symbol};
 /// How long a dump waits for threads to answer before reporting them from /proc.
 pub(crate) const DEADLINE: Duration = Duration::from_millis(200);
 
+/// The symbols at one address (several where code was inlined), shared by every thread whose
+/// stack passes there.
+pub(crate) type Frame = Arc<[Symbol]>;
+
 /// What is known of one thread's stack.
 #[derive(Clone, Debug)]
 pub(crate) enum Stack {
-    /// Unwound: every frame's symbols, innermost first.
-    Frames(Vec<Symbol>),
+    /// Unwound: every frame, innermost first.
+    Frames(Vec<Frame>),
     /// Only the innermost frame: the thread was inside the unwinder (a panic or a backtrace
     /// being taken) every time it was asked.
-    Partial(Vec<Symbol>),
+    Partial(Vec<Frame>),
     /// Not unwound (with why); what `/proc` shows.
     FromProc {
         why: String,
         syscall: Option<SyscallState>,
         wchan: Option<String>,
-        top: Vec<Symbol>,
+        top: Vec<Frame>,
     },
 }
 
@@ -66,6 +74,8 @@ enum Raw {
     /// Caught inside the unwinder each time: only the interrupted address is known.
     Partial(Address),
     FromProc(String),
+    /// It exited during the dump: left out.
+    Gone,
 }
 
 /// Sets up in-process capture (the signal handler), on `requested` or a free real-time signal,
@@ -92,7 +102,7 @@ pub(crate) struct RawDump {
     pid: u32,
     me: i32,
     tids: Vec<i32>,
-    states: HashMap<i32, char>,
+    statuses: HashMap<i32, TaskStatus>,
     raws: HashMap<i32, (Raw, Option<Duration>)>,
 }
 
@@ -109,21 +119,25 @@ pub(crate) fn capture_raw() -> RawDump {
     let me = sys::gettid();
     let own = own_stack();
     let mut tids = procfs::task_ids();
-    tids.retain(|tid| *tid != me);
-    // States before the capture: the stack signal itself wakes sleeping threads for a moment.
-    let states: HashMap<i32, char> = tids
-        .iter()
-        .filter_map(|tid| Some((*tid, procfs::thread_state(*tid)?)))
-        .collect();
-    let mut raws: HashMap<i32, (Raw, Option<Duration>)> = capture_others(&tids).into_iter().collect();
+    if !tids.contains(&me) {
+        tids.push(me);
+    }
+    let others: Vec<i32> = tids.iter().copied().filter(|tid| *tid != me).collect();
+    // Each thread's status (name, state, blocked signals) is read right before it is asked,
+    // so the state is the one before the signal woke it, and reading overlaps unwinding.
+    let mut statuses: HashMap<i32, TaskStatus> = HashMap::with_capacity(tids.len());
+    if let Some(status) = procfs::task_status(me) {
+        statuses.insert(me, status);
+    }
+    let mut raws: HashMap<i32, (Raw, Option<Duration>)> =
+        capture_others(&others, &mut statuses).into_iter().collect();
     raws.insert(me, (Raw::Frames(own), None));
-    tids.push(me);
     tids.sort_unstable();
     RawDump {
         pid,
         me,
         tids,
-        states,
+        statuses,
         raws,
     }
 }
@@ -134,7 +148,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         pid,
         me,
         tids,
-        states,
+        statuses,
         mut raws,
     } = raw;
     let addresses: Vec<Address> = raws
@@ -142,35 +156,33 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         .flat_map(|(raw, _)| match raw {
             Raw::Frames(frames) => frames.clone(),
             Raw::Partial(address) => vec![*address],
-            Raw::FromProc(_) => Vec::new(),
+            Raw::FromProc(_) | Raw::Gone => Vec::new(),
         })
         .collect();
     let symbols = symbolize::resolve_all(&addresses);
-    let expand = |frames: &[Address]| -> Vec<Symbol> {
-        frames
-            .iter()
-            .flat_map(|a| symbols.get(a).map(|s| s.to_vec()).unwrap_or_default())
-            .collect()
+    let expand = |frames: &[Address]| -> Vec<Frame> {
+        frames.iter().filter_map(|a| symbols.get(a).cloned()).collect()
     };
     let threads = tids
         .into_iter()
         .filter_map(|tid| {
             let (raw, pause) = raws.remove(&tid)?;
+            let status = statuses.get(&tid);
             let name = match names::lookup(tid) {
                 Some(name) => name,
                 None if tid as u32 == pid => "main".to_owned(),
-                None => procfs::thread_name(tid).unwrap_or_else(|| "?".to_owned()),
+                None => status.map_or_else(|| "?".to_owned(), |s| s.name.clone()),
             };
             let state = if tid == me {
                 Some('R')
             } else {
-                states.get(&tid).copied()
+                status.map(|s| s.state)
             };
-            procfs::thread_state(tid)?; // gone: it exited during the dump
             let stack = match raw {
                 Raw::Frames(frames) => Stack::Frames(expand(&frames)),
                 Raw::Partial(address) => Stack::Partial(expand(&[address])),
                 Raw::FromProc(why) => from_proc(tid, why),
+                Raw::Gone => return None,
             };
             Some(ThreadReport {
                 tid,
@@ -188,52 +200,162 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
     }
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn capture_others(tids: &[i32]) -> Vec<(i32, (Raw, Option<Duration>))> {
-    use sampler::Outcome;
-    if sampler::signal().is_none()
-        && let Err(e) = sampler::init(None)
-    {
-        let why = format!("no stack capture: {e}");
-        return tids
-            .iter()
-            .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
-            .collect();
+/// Why a thread cannot answer the stack signal now, from its status, if it cannot.
+#[cfg_attr(
+    not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))),
+    allow(dead_code, reason = "used with in-process capture only")
+)]
+fn cannot_answer(status: &TaskStatus, signal: i32) -> Option<&'static str> {
+    match status.state {
+        'T' | 't' => return Some("it is stopped"),
+        'Z' | 'X' => return Some(GONE),
+        'D' => return Some("it is in uninterruptible sleep"),
+        _ => {}
     }
-    sampler::capture(tids, DEADLINE)
-        .into_iter()
-        .map(|(tid, outcome)| {
-            let raw = match outcome {
-                Outcome::Captured {
-                    pc, partial: true, ..
-                } => Raw::Partial(Address::Exact(pc)),
-                Outcome::Captured { ips, pc, pause, .. } => {
-                    // Frames before the interrupted one are the handler's and the kernel's.
-                    let start = ips.iter().position(|ip| *ip == pc).unwrap_or(0);
-                    let mut frames = vec![Address::Exact(pc)];
-                    frames.extend(
-                        ips[start..]
-                            .iter()
-                            .skip(1)
-                            .filter(|ip| **ip != 0)
-                            .map(|ip| Address::Return(*ip)),
-                    );
-                    return (tid, (Raw::Frames(frames), Some(pause)));
-                }
-                Outcome::Skipped(why) => Raw::FromProc(format!("not captured: {why}")),
-                Outcome::NoAnswer => Raw::FromProc(format!("no answer within {} ms", DEADLINE.as_millis())),
-                Outcome::Gone => Raw::FromProc("exited during the dump".to_owned()),
-            };
-            (tid, (raw, None))
-        })
-        .collect()
+    let blocked = (1..=64).contains(&signal) && status.blocked & (1 << (signal - 1)) != 0;
+    blocked.then_some(BLOCKS)
 }
 
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn capture_others(
+    tids: &[i32],
+    statuses: &mut HashMap<i32, TaskStatus>,
+) -> Vec<(i32, (Raw, Option<Duration>))> {
+    let signal = match sampler::signal() {
+        Some(signal) => signal,
+        None => match sampler::init(None) {
+            Ok(signal) => signal.as_raw(),
+            Err(e) => {
+                let why = format!("no stack capture: {e}");
+                return tids
+                    .iter()
+                    .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
+                    .collect();
+            }
+        },
+    };
+    let mut out: HashMap<i32, (Raw, Option<Duration>)> = HashMap::with_capacity(tids.len());
+    let mut ask = Vec::with_capacity(tids.len());
+    // Runnable threads that seem to block the signal may only be on their way out of the
+    // handler of the previous dump (its mask blocks everything until sigreturn): look again.
+    let mut look_again = Vec::new();
+    for (tid, status) in read_statuses(tids) {
+        let Some(status) = status else {
+            out.insert(tid, (Raw::Gone, None));
+            continue;
+        };
+        match cannot_answer(&status, signal) {
+            Some(why) => {
+                if why == BLOCKS && status.state == 'R' {
+                    look_again.push(tid);
+                }
+                out.insert(tid, (Raw::FromProc(format!("not captured: {why}")), None));
+            }
+            None => ask.push(tid),
+        }
+        statuses.insert(tid, status);
+    }
+    out.extend(
+        sampler::capture(&ask, DEADLINE)
+            .into_iter()
+            .map(|(tid, outcome)| (tid, raw_of(outcome))),
+    );
+    for attempt in 0..4 {
+        if look_again.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(250 << attempt));
+        let (now_free, still): (Vec<i32>, Vec<i32>) = look_again.iter().partition(|tid| {
+            procfs::task_status(**tid).is_some_and(|status| cannot_answer(&status, signal).is_none())
+        });
+        look_again = still;
+        for (tid, outcome) in sampler::capture(&now_free, DEADLINE) {
+            out.insert(tid, raw_of(outcome));
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn raw_of(outcome: sampler::Outcome) -> (Raw, Option<Duration>) {
+    use sampler::Outcome;
+    let raw = match outcome {
+        Outcome::Captured {
+            pc, partial: true, ..
+        } => Raw::Partial(Address::Exact(pc)),
+        Outcome::Captured { ips, pc, pause, .. } => {
+            // Frames before the interrupted one are the handler's and the kernel's.
+            let start = ips.iter().position(|ip| *ip == pc).unwrap_or(0);
+            let mut frames = vec![Address::Exact(pc)];
+            frames.extend(
+                ips[start..]
+                    .iter()
+                    .skip(1)
+                    .filter(|ip| **ip != 0)
+                    .map(|ip| Address::Return(*ip)),
+            );
+            return (Raw::Frames(frames), Some(pause));
+        }
+        Outcome::Skipped(GONE) | Outcome::Gone => Raw::Gone,
+        Outcome::Skipped(why) => Raw::FromProc(format!("not captured: {why}")),
+        Outcome::NoAnswer => Raw::FromProc(format!("no answer within {} ms", DEADLINE.as_millis())),
+    };
+    (raw, None)
+}
+
+/// Every thread's status, read before any is signalled (a signal wakes a sleeping thread, and
+/// a thread that blocks the signal must not be sent one: it would stay queued, and a thread
+/// that collects signals with sigwait could receive it). With many threads the reads are
+/// shared with a helper thread: they are most of the cost of a large dump.
+fn read_statuses(tids: &[i32]) -> Vec<(i32, Option<TaskStatus>)> {
+    let read = |part: &[i32]| -> Vec<(i32, Option<TaskStatus>)> {
+        part.iter().map(|tid| (*tid, procfs::task_status(*tid))).collect()
+    };
+    if tids.len() < PARALLEL_STATUS_READS {
+        return read(tids);
+    }
+    let (first, second) = tids.split_at(tids.len() / 2);
+    // Like every manhole thread, the helper never takes a signal meant for the application.
+    let mask = sys::SignalSet::all_but_faults(None);
+    std::thread::scope(|scope| {
+        let helper = sys::with_signals_blocked(&mask, || {
+            std::thread::Builder::new()
+                .name("manhole-dump".into())
+                .spawn_scoped(scope, || read(second))
+        });
+        let mut all = read(first);
+        match helper.map(|h| h.join()) {
+            Ok(Ok(rest)) => all.extend(rest),
+            _ => all.extend(read(second)),
+        }
+        all
+    })
+}
+
+/// From how many threads on the status reads are split over two threads.
+const PARALLEL_STATUS_READS: usize = 256;
+
+/// The reason given for a thread that blocks the stack signal.
+const BLOCKS: &str = "it blocks the stack signal";
+
+/// The reason given for a thread whose status could not be read: it exited.
+#[cfg_attr(
+    not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))),
+    allow(dead_code, reason = "used with in-process capture only")
+)]
+const GONE: &str = "it exited";
+
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-fn capture_others(tids: &[i32]) -> Vec<(i32, (Raw, Option<Duration>))> {
+fn capture_others(
+    tids: &[i32],
+    statuses: &mut HashMap<i32, TaskStatus>,
+) -> Vec<(i32, (Raw, Option<Duration>))> {
     let why = "in-process capture is not available on this platform".to_owned();
     tids.iter()
-        .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
+        .filter_map(|tid| {
+            statuses.insert(*tid, procfs::task_status(*tid)?);
+            Some((*tid, (Raw::FromProc(why.clone()), None)))
+        })
         .collect()
 }
 
@@ -268,8 +390,10 @@ fn is_capture_frame(name: &str) -> bool {
         || [
             "manhole::stacks::own_stack",
             "manhole::stacks::capture",
+            "manhole::stacks::capture_raw",
             "manhole::stacks::dump_text",
             "manhole::dump_stacktraces",
+            "manhole::__bench::measure_dump",
         ]
         .iter()
         .any(|f| {
@@ -288,9 +412,9 @@ fn from_proc(tid: i32, why: String) -> Stack {
         Some(pc) => {
             let address = Address::Return(pc);
             symbolize::resolve_all(&[address])
-                .get(&address)
-                .map(|s| s.to_vec())
-                .unwrap_or_default()
+                .remove(&address)
+                .into_iter()
+                .collect()
         }
         None => Vec::new(),
     };
@@ -322,14 +446,14 @@ fn is_runtime_boundary(symbol: &Symbol) -> bool {
         .is_some_and(|n| n.contains("__rust_begin_short_backtrace"))
 }
 
-/// The frames to show, and how many outer runtime frames were folded.
-fn visible(symbols: &[Symbol], full: bool) -> (&[Symbol], usize) {
+/// The frames to show, and how many outer runtime symbols were folded.
+fn visible(frames: &[Frame], full: bool) -> (&[Frame], usize) {
     if full {
-        return (symbols, 0);
+        return (frames, 0);
     }
-    match symbols.iter().position(is_runtime_boundary) {
-        Some(at) => (&symbols[..at], symbols.len() - at),
-        None => (symbols, 0),
+    match frames.iter().position(|f| f.iter().any(is_runtime_boundary)) {
+        Some(at) => (&frames[..at], frames[at..].iter().map(|f| f.len()).sum()),
+        None => (frames, 0),
     }
 }
 
@@ -340,17 +464,25 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
         "{HEADER_BAR} ProcessID={}, ThreadID={} {HEADER_BAR}",
         dump.pid, dump.dumping_tid
     );
-    // Group threads whose visible stacks and states are identical, in order of first appearance.
-    let mut groups: Vec<(Vec<&ThreadReport>, &[Symbol], usize)> = Vec::new();
-    let mut index: HashMap<(Option<char>, &[Symbol]), usize> = HashMap::new();
+    // Group threads whose visible stacks and states are identical, in order of first
+    // appearance. Frames are shared per address, so identity is pointer equality.
+    let mut groups: Vec<(Vec<&ThreadReport>, &[Frame], usize)> = Vec::new();
+    let mut index: HashMap<(Option<char>, Vec<usize>), usize> = HashMap::new();
     for thread in &dump.threads {
         match &thread.stack {
-            Stack::Frames(symbols) if !symbols.is_empty() => {
-                let (shown, folded) = visible(symbols, full);
-                match index.get(&(thread.state, shown)) {
+            Stack::Frames(frames) if !frames.is_empty() => {
+                let (shown, folded) = visible(frames, full);
+                let key = (
+                    thread.state,
+                    shown
+                        .iter()
+                        .map(|f| Arc::as_ptr(f).cast::<Symbol>() as usize)
+                        .collect(),
+                );
+                match index.get(&key) {
                     Some(&g) => groups[g].0.push(thread),
                     None => {
-                        index.insert((thread.state, shown), groups.len());
+                        index.insert(key, groups.len());
                         groups.push((vec![thread], shown, folded));
                     }
                 }
@@ -435,8 +567,8 @@ fn render_others(others: &[&ThreadReport], out: &mut String) {
     let _ = writeln!(out, "{line}");
 }
 
-fn render_symbols(symbols: &[Symbol], out: &mut String) {
-    for (index, symbol) in symbols.iter().enumerate() {
+fn render_symbols(frames: &[Frame], out: &mut String) {
+    for (index, symbol) in frames.iter().flat_map(|f| f.iter()).enumerate() {
         let _ = writeln!(
             out,
             "  {index:>2}: {}",
@@ -513,24 +645,28 @@ mod tests {
         }
     }
 
-    fn thread(tid: i32, name: &str, frames: &[&str]) -> ThreadReport {
+    fn frames(names: &[&str]) -> Vec<Frame> {
+        names.iter().map(|n| Frame::from(vec![sym(n)])).collect()
+    }
+
+    fn thread(tid: i32, name: &str, frames: &[Frame]) -> ThreadReport {
         ThreadReport {
             tid,
             name: name.to_owned(),
             state: Some('S'),
-            stack: Stack::Frames(frames.iter().map(|f| sym(f)).collect()),
+            stack: Stack::Frames(frames.to_vec()),
             pause: None,
         }
     }
 
     #[test]
     fn identical_stacks_are_grouped_with_every_member_listed() {
-        let rt = [
+        let rt = frames(&[
             "app::work",
             "std::sys::backtrace::__rust_begin_short_backtrace",
             "start_thread",
             "clone3",
-        ];
+        ]);
         let dump = Dump {
             pid: 1,
             dumping_tid: 1,
@@ -539,7 +675,7 @@ mod tests {
                 .chain([thread(
                     200,
                     "odd",
-                    &["app::other", "std::sys::backtrace::__rust_begin_short_backtrace"],
+                    &frames(&["app::other", "std::sys::backtrace::__rust_begin_short_backtrace"]),
                 )])
                 .collect(),
         };

@@ -188,6 +188,8 @@ fn find_unwinder() {
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Bumped by every handler that finished a slot; the dumper sleeps on it.
 static DONE_WORD: AtomicU32 = AtomicU32::new(0);
+/// 1 while the dumper sleeps on `DONE_WORD`: only then does a handler pay for a wake-up.
+static WAITING: AtomicU32 = AtomicU32::new(0);
 
 /// The layout of `siginfo_t` for `SI_QUEUE` on 64-bit Linux: `si_pid` at 16, `si_uid` at 20,
 /// `si_value` at 24, 128 bytes in all.
@@ -299,16 +301,18 @@ fn record(info: *mut libc::siginfo_t, context: *mut c_void) {
     slot.entered_ns.store(entered, Ordering::Relaxed);
     slot.left_ns.store(now_ns(), Ordering::Relaxed);
     slot.state.store(pack(generation, DONE), Ordering::Release);
-    DONE_WORD.fetch_add(1, Ordering::Release);
-    // SAFETY: FUTEX_WAKE on a valid, aligned u32 of this process; futex is async-signal-safe.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            DONE_WORD.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        )
-    };
+    DONE_WORD.fetch_add(1, Ordering::SeqCst);
+    if WAITING.swap(0, Ordering::SeqCst) == 1 {
+        // SAFETY: FUTEX_WAKE on a valid, aligned u32 of this process; futex is async-signal-safe.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                DONE_WORD.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            )
+        };
+    }
 }
 
 /// The current disposition of `signal`: whether nobody handles it (SIG_DFL).
@@ -442,28 +446,9 @@ fn send(pid: i32, tid: i32, signal: i32, value: u64) -> io::Result<()> {
     }
 }
 
-/// Why a thread should not be signalled, from its `/proc` status, if there is a reason.
-fn reason_to_skip(tid: i32, signal: i32) -> Option<&'static str> {
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
-    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
-    match field("State:").and_then(|s| s.chars().next()) {
-        Some('T' | 't') => return Some("it is stopped"),
-        Some('Z' | 'X') => return Some("it has exited"),
-        Some('D') => return Some("it is in uninterruptible sleep"),
-        _ => {}
-    }
-    let blocked = field("SigBlk:")
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-        .unwrap_or(0);
-    if signal <= 64 && blocked & (1 << (signal - 1)) != 0 {
-        return Some("it blocks the stack signal");
-    }
-    None
-}
-
-/// Captures every thread in `tids` (the caller's own thread must not be among them), waiting
-/// at most `deadline` for answers. A thread caught inside the unwinder is asked again, a
-/// little later each time, until the deadline.
+/// Captures every thread in `tids` (the caller's own thread must not be among them, nor any
+/// thread that blocks the signal), waiting at most `deadline` for answers. A thread caught
+/// inside the unwinder is asked again, a little later each time, until the deadline.
 pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
     let Some(signal) = signal() else {
         return tids
@@ -494,23 +479,21 @@ pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
     results
 }
 
-/// One request to each thread in `tids`, answered or abandoned by `until`.
+/// One request to each thread in `tids`, answered or abandoned by `until`. The requests go
+/// out in one burst: each signalled thread wakes and competes with the dumper for the CPU.
 fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
     let mut generation = DUMPS.lock().unwrap_or_else(PoisonError::into_inner);
     *generation = generation.wrapping_add(1).max(1);
     let generation_now = *generation;
     let pid = std::process::id() as i32;
     let capacity = reserve(tids.len() + 64);
+    let answers_before = DONE_WORD.load(Ordering::SeqCst);
 
     let mut results: Vec<(i32, Outcome)> = Vec::with_capacity(tids.len());
     // (position in results, slot index) of the requests in flight.
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut next_slot = 0;
     for &tid in tids {
-        if let Some(reason) = reason_to_skip(tid, signal) {
-            results.push((tid, Outcome::Skipped(reason)));
-            continue;
-        }
         // A slot that a late handler is still writing is not handed out again.
         while next_slot < capacity
             && slot(next_slot).is_some_and(|s| state_of(s.state.load(Ordering::Acquire)) == WRITING)
@@ -547,14 +530,20 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
             .iter()
             .all(|(_, i)| slot(*i).is_some_and(|s| is_done(s, generation_now)))
     };
+    let expected = pending.len() as u32;
     loop {
-        let seen = DONE_WORD.load(Ordering::Acquire);
-        if all_done(&pending) {
+        let seen = DONE_WORD.load(Ordering::SeqCst);
+        // Count first, scan only when enough handlers have finished since the requests left.
+        if seen.wrapping_sub(answers_before) >= expected && all_done(&pending) {
             break;
         }
         let Some(left) = until.checked_duration_since(Instant::now()) else {
             break;
         };
+        WAITING.store(1, Ordering::SeqCst);
+        if DONE_WORD.load(Ordering::SeqCst) != seen {
+            continue;
+        }
         let timeout = libc::timespec {
             tv_sec: left.as_secs() as libc::time_t,
             tv_nsec: left.subsec_nanos() as _,
@@ -571,6 +560,7 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
             )
         };
     }
+    WAITING.store(0, Ordering::SeqCst);
 
     for (position, index) in pending {
         let Some(slot) = slot(index) else { continue };
