@@ -7,13 +7,17 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::procfs;
+use crate::logging::mlog;
+use crate::registry::{self, Kind};
 use crate::server::Server;
-use crate::stacks;
+use crate::sys::PeerCred;
+use crate::{procfs, stacks};
 
 /// What a command needs from the running manhole.
 pub(crate) struct Context<'a> {
     pub(crate) server: &'a Server,
+    /// Who is asking: `set` and `call` are logged with it.
+    pub(crate) peer: PeerCred,
 }
 
 /// What the session does after a command.
@@ -30,6 +34,8 @@ pub(crate) enum Outcome {
 enum Effect {
     ReadsOnly,
     PausesThreads,
+    ChangesState,
+    RunsCode,
 }
 
 impl Effect {
@@ -37,6 +43,8 @@ impl Effect {
         match self {
             Effect::ReadsOnly => "reads only; changes nothing in the process",
             Effect::PausesThreads => "reads only; pauses each thread for a few microseconds",
+            Effect::ChangesState => "changes the program's state (logged with your pid and uid)",
+            Effect::RunsCode => "runs the program's code, with its effects (logged with your pid and uid)",
         }
     }
 }
@@ -67,7 +75,7 @@ const COMMANDS: &[CommandSpec] = &[
         name: "stacks",
         aliases: &["threads", "bt"],
         usage: "stacks [--full]",
-        summary: "the stack of every thread (as on connect)",
+        summary: "every thread's stack, as on connect",
         details: "Lists every thread of the process with its id, name, state and stack.\n\
                   Each thread unwinds itself when signalled, pausing for microseconds;\n\
                   threads that cannot answer (signal blocked, stopped, in uninterruptible\n\
@@ -77,6 +85,52 @@ const COMMANDS: &[CommandSpec] = &[
                   Example: stacks --full",
         effect: Effect::PausesThreads,
         run: run_stacks,
+    },
+    CommandSpec {
+        name: "vars",
+        aliases: &["ls"],
+        usage: "vars [PATTERN]",
+        summary: "exposed values and functions",
+        details: "Lists every #[manhole::expose]d static and function: name, type, whether it\n\
+                  can be set or called, module, and the first line of its doc comment.\n\
+                  PATTERN keeps names containing it, or matching it with * and ? wildcards.\n\
+                  Example: vars cache*",
+        effect: Effect::ReadsOnly,
+        run: run_vars,
+    },
+    CommandSpec {
+        name: "print",
+        aliases: &["p"],
+        usage: "print NAME",
+        summary: "show a value (a bare NAME does too)",
+        details: "Shows the value with its Debug format. A value behind a Mutex or RwLock\n\
+                  that is held elsewhere shows as <locked>. Typing just the name works too.\n\
+                  Example: print REQUESTS",
+        effect: Effect::ReadsOnly,
+        run: run_print,
+    },
+    CommandSpec {
+        name: "set",
+        aliases: &[],
+        usage: "set NAME VALUE",
+        summary: "change a writable value; shows old -> new",
+        details: "Parses VALUE as the value's type and stores it. Works on statics exposed with\n\
+                  #[manhole::expose(writable)]: atomics, and Mutex or RwLock of FromStr types.\n\
+                  Quote values with spaces: set MODE \"read only\"\n\
+                  Example: set LIMIT 10",
+        effect: Effect::ChangesState,
+        run: run_set,
+    },
+    CommandSpec {
+        name: "call",
+        aliases: &[],
+        usage: "call NAME [ARG…]",
+        summary: "call an exposed function with arguments",
+        details: "Parses each argument as the parameter's type, calls the function and shows\n\
+                  its result. Quote arguments with spaces (\"…\" or '…').\n\
+                  Example: call flush_cache 10",
+        effect: Effect::RunsCode,
+        run: run_call,
     },
     CommandSpec {
         name: "info",
@@ -115,18 +169,227 @@ fn quoted(word: &str) -> String {
     format!("{shown:?}")
 }
 
+/// Splits a command line into words: whitespace separates, `"…"` and `'…'` group, and a
+/// backslash escapes the next character (outside single quotes).
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => current.push(c),
+                        None => return Err("unterminated ' quote".to_owned()),
+                    }
+                }
+            }
+            '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => current.push(c),
+                            None => return Err("unterminated \" quote".to_owned()),
+                        },
+                        Some(c) => current.push(c),
+                        None => return Err("unterminated \" quote".to_owned()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err("a backslash ends the line".to_owned()),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
 /// Runs one command line.
 pub(crate) fn execute(line: &str, context: &Context<'_>) -> Outcome {
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = match split_words(line) {
+        Ok(words) => words,
+        Err(e) => return Outcome::Text(format!("error: {e}\n")),
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let Some((first, args)) = words.split_first() else {
         return Outcome::Text(String::new());
     };
     match lookup(first) {
         Some(spec) => (spec.run)(args, context),
+        // A bare exposed name prints it.
+        None if args.is_empty() && registry::find(first).is_ok() => run_print(&[first], context),
         None => Outcome::Text(format!(
             "error: unknown command {}; type \"help\" for the list\n",
             quoted(first)
         )),
+    }
+}
+
+/// Whether `name` matches `pattern`: a substring, or a glob with `*` and `?`.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.contains(pattern);
+    }
+    fn glob(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => glob(&p[1..], n) || (!n.is_empty() && glob(p, &n[1..])),
+            (Some('?'), Some(_)) => glob(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => glob(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    glob(&p, &n)
+}
+
+fn run_vars(args: &[&str], _: &Context<'_>) -> Outcome {
+    let pattern = match args {
+        [] => None,
+        [pattern] => Some(*pattern),
+        [_, extra, ..] => {
+            return Outcome::Text(format!(
+                "error: vars takes one pattern (got also {})\n",
+                quoted(extra)
+            ));
+        }
+    };
+    let items: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|e| pattern.is_none_or(|p| matches_pattern(p, e.name)))
+        .collect();
+    if items.is_empty() {
+        return Outcome::Text(match pattern {
+            Some(p) => format!("nothing exposed matches {}\n", quoted(p)),
+            None => "nothing is exposed; mark statics or functions with #[manhole::expose]\n".to_owned(),
+        });
+    }
+    let rows: Vec<[String; 4]> = items
+        .iter()
+        .map(|e| {
+            let (kind, ty) = match &e.kind {
+                Kind::Value { set: Some(_), .. } => ("writable", e.type_name.to_owned()),
+                Kind::Value { set: None, .. } => ("value", e.type_name.to_owned()),
+                Kind::Function { params, .. } => {
+                    let params: Vec<String> = params
+                        .iter()
+                        .map(|p| format!("{}: {}", p.name, p.type_name))
+                        .collect();
+                    ("fn", format!("({}) -> {}", params.join(", "), e.type_name))
+                }
+            };
+            [e.name.to_owned(), kind.to_owned(), ty, e.module_path.to_owned()]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2).min(40));
+    let mut out = String::new();
+    for (row, item) in rows.iter().zip(&items) {
+        let _ = write!(out, "{:w0$}  {:w1$}  {:w2$}  {}", row[0], row[1], row[2], row[3]);
+        if !item.doc.is_empty() {
+            let _ = write!(out, "  # {}", item.doc);
+        }
+        out.push('\n');
+    }
+    Outcome::Text(out)
+}
+
+fn run_print(args: &[&str], _: &Context<'_>) -> Outcome {
+    let [name] = args else {
+        return Outcome::Text("error: print takes one name; \"vars\" lists them\n".to_owned());
+    };
+    let item = match registry::find(name) {
+        Ok(item) => item,
+        Err(e) => return Outcome::Text(format!("error: {e}\n")),
+    };
+    match &item.kind {
+        Kind::Value { get, .. } => Outcome::Text(format!("{:#?}\n", get())),
+        Kind::Function { .. } => Outcome::Text(format!(
+            "error: {} is a function; call it with \"call {} …\"\n",
+            item.name, item.name
+        )),
+    }
+}
+
+fn peer_words(peer: PeerCred) -> String {
+    let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+    format!("PID:{pid} UID:{}", peer.uid)
+}
+
+fn run_set(args: &[&str], context: &Context<'_>) -> Outcome {
+    let [name, value] = args else {
+        return Outcome::Text("error: usage: set NAME VALUE (quote a VALUE with spaces)\n".to_owned());
+    };
+    let item = match registry::find(name) {
+        Ok(item) => item,
+        Err(e) => return Outcome::Text(format!("error: {e}\n")),
+    };
+    let Kind::Value { set: Some(set), .. } = &item.kind else {
+        return Outcome::Text(format!(
+            "error: {} cannot be set; expose it with #[manhole::expose(writable)]\n",
+            item.name
+        ));
+    };
+    match set(value) {
+        Ok((old, new)) => {
+            mlog!(
+                "Set {}::{} from {}: {old} -> {new}",
+                item.module_path,
+                item.name,
+                peer_words(context.peer)
+            );
+            Outcome::Text(format!("{}: {old} -> {new}\n", item.name))
+        }
+        Err(e) => Outcome::Text(format!("error: {}: {e}\n", item.name)),
+    }
+}
+
+fn run_call(args: &[&str], context: &Context<'_>) -> Outcome {
+    let Some((name, rest)) = args.split_first() else {
+        return Outcome::Text("error: usage: call NAME [ARG…]\n".to_owned());
+    };
+    let item = match registry::find(name) {
+        Ok(item) => item,
+        Err(e) => return Outcome::Text(format!("error: {e}\n")),
+    };
+    let Kind::Function { params, call } = &item.kind else {
+        return Outcome::Text(format!(
+            "error: {} is a value; print it with \"print {}\"\n",
+            item.name, item.name
+        ));
+    };
+    if rest.len() != params.len() {
+        let wanted: Vec<String> = params
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.type_name))
+            .collect();
+        return Outcome::Text(format!(
+            "error: {} takes {} argument(s) ({}), got {}\n",
+            item.name,
+            params.len(),
+            wanted.join(", "),
+            rest.len()
+        ));
+    }
+    let args: Vec<String> = rest.iter().map(|a| (*a).to_owned()).collect();
+    mlog!(
+        "Call {}::{}{args:?} from {}",
+        item.module_path,
+        item.name,
+        peer_words(context.peer)
+    );
+    match call(&args) {
+        Ok(text) => Outcome::Text(format!("{text}\n")),
+        Err(e) => Outcome::Text(format!("error: {e}\n")),
     }
 }
 
@@ -356,6 +619,31 @@ mod tests {
         assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown}");
         let long = quoted(&"x".repeat(10_000));
         assert!(long.len() < 60, "{long}");
+    }
+
+    #[test]
+    fn words_split_like_a_shell() {
+        let split = |s: &str| split_words(s).unwrap();
+        assert_eq!(split("  call  f 1 2 "), ["call", "f", "1", "2"]);
+        assert_eq!(split(r#"set MODE "read only""#), ["set", "MODE", "read only"]);
+        assert_eq!(
+            split(r#"call f 'a "b"' "c \"d\"" e\ f"#),
+            ["call", "f", "a \"b\"", "c \"d\"", "e f"]
+        );
+        assert_eq!(split(r#"set S """#), ["set", "S", ""]);
+        assert!(split_words("call f \"open").is_err());
+        assert!(split_words("call f 'open").is_err());
+        assert!(split_words("oops \\").is_err());
+    }
+
+    #[test]
+    fn patterns_are_substrings_or_globs() {
+        assert!(matches_pattern("CACHE", "HOT_CACHE_SIZE"));
+        assert!(matches_pattern("HOT*", "HOT_CACHE_SIZE"));
+        assert!(matches_pattern("*SIZE", "HOT_CACHE_SIZE"));
+        assert!(matches_pattern("H?T*", "HOT_CACHE_SIZE"));
+        assert!(!matches_pattern("COLD*", "HOT_CACHE_SIZE"));
+        assert!(!matches_pattern("*X", "HOT_CACHE_SIZE"));
     }
 
     #[test]

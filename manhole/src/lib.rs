@@ -81,11 +81,15 @@ mod listener;
 mod logging;
 mod options;
 mod procfs;
+mod registry;
 mod server;
 mod session;
 mod signal;
 mod stacks;
 mod sys;
+
+#[doc(inline)]
+pub use manhole_macros::{expose, main};
 
 pub use error::Error;
 pub use install::{Handle, install};
@@ -130,6 +134,38 @@ pub fn dump_stacktraces() -> String {
 pub fn register_current_thread() {
     if let Some(name) = std::thread::current().name() {
         stacks::names::register(name.to_owned());
+    }
+}
+
+// Not public API. Used by the code that `#[manhole::main]` and `#[manhole::expose]` generate.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{
+        CallOutput, Exposed, Kind, Param, RenderDebug, RenderResult, SetFn, Settable, parse_arg,
+    };
+    pub use inventory;
+
+    /// What `#[manhole::main]` runs before the body of `main`: applies the `MANHOLE`
+    /// environment variable, installs, and on failure prints one line and lets `main` go on.
+    pub fn main_prologue(options: crate::Options) -> Option<crate::Handle> {
+        let options = match std::env::var("MANHOLE") {
+            Ok(text) => match options.with_overrides(&text) {
+                Ok(Some(options)) => options,
+                Ok(None) => return None,
+                Err(e) => {
+                    eprintln!("manhole: not installed: MANHOLE={text:?}: {e}");
+                    return None;
+                }
+            },
+            Err(_) => options,
+        };
+        match crate::install(options) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                eprintln!("manhole: not installed: {e}");
+                None
+            }
+        }
     }
 }
 

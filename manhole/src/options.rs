@@ -218,6 +218,64 @@ impl Options {
         self
     }
 
+    /// Applies the `MANHOLE` environment variable's text (DESIGN.md §8): `0`, `off` or
+    /// `false` mean "do not install" (`Ok(None)`); otherwise a comma-separated list of
+    /// `key=value` with the keys of `#[manhole::main]` overrides these options. Parsed strictly:
+    /// an unknown key or a bad value is an error, never guessed at.
+    pub(crate) fn with_overrides(mut self, text: &str) -> Result<Option<Options>, Error> {
+        let text = text.trim();
+        if ["0", "off", "false", "no"]
+            .iter()
+            .any(|off| text.eq_ignore_ascii_case(off))
+        {
+            return Ok(None);
+        }
+        if text.is_empty()
+            || ["1", "on", "true", "yes"]
+                .iter()
+                .any(|on| text.eq_ignore_ascii_case(on))
+        {
+            return Ok(Some(self));
+        }
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(bad_env(pair, "expected key=value"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let flag = || parse_bool(value).ok_or_else(|| bad_env(pair, "expected true or false"));
+            let number = || {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| bad_env(pair, "expected a whole number"))
+            };
+            let duration = || parse_duration(value).map_err(|e| bad_env(pair, &e));
+            self = match key {
+                "socket_path" => self.socket_path(value),
+                "activate_on" => self.activate_on(value),
+                "oneshot_on" => self.oneshot_on(value),
+                "stack_signal" => self.stack_signal(value),
+                "thread" => self.thread(flag()?),
+                "patch_fork" => self.patch_fork(flag()?),
+                "strict" => self.strict(flag()?),
+                "verbose" => self.verbose(flag()?),
+                "daemon_connection" => self.daemon_connection(flag()?),
+                "redirect_stderr" => self.redirect_stderr(flag()?),
+                "max_sessions" => self.max_sessions(number()?),
+                "reinstall_delay" => self.reinstall_delay(duration()?),
+                "idle_timeout" => self.idle_timeout(duration()?),
+                "verbose_destination" => self.verbose_destination(parse_destination(value)),
+                "sigmask" => self.sigmask(SigMask::parse(value)),
+                _ => {
+                    return Err(bad_env(
+                        pair,
+                        &format!("unknown key; expected one of: {}", KEYS.join(", ")),
+                    ));
+                }
+            };
+        }
+        Ok(Some(self))
+    }
+
     /// Checks every option and resolves signals, so nothing is installed on a bad configuration.
     pub(crate) fn validate(&self) -> Result<Validated, Error> {
         let activate_on = self.activate_on.as_ref().map(SignalSpec::resolve).transpose()?;
@@ -307,6 +365,67 @@ impl Options {
     }
 }
 
+/// The option keys of `#[manhole::main]` and of the `MANHOLE` environment variable.
+pub(crate) const KEYS: &[&str] = &[
+    "socket_path",
+    "activate_on",
+    "oneshot_on",
+    "thread",
+    "patch_fork",
+    "reinstall_delay",
+    "strict",
+    "verbose",
+    "verbose_destination",
+    "sigmask",
+    "daemon_connection",
+    "redirect_stderr",
+    "max_sessions",
+    "idle_timeout",
+    "stack_signal",
+];
+
+fn bad_env(pair: &str, why: &str) -> Error {
+    Error::ConfigurationConflict {
+        message: format!("MANHOLE entry {pair:?}: {why}"),
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"`: a whole number and a unit.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(amount)),
+        "s" => Ok(Duration::from_secs(amount)),
+        "m" => Ok(Duration::from_secs(amount.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(amount.saturating_mul(3600))),
+        _ => Err(format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h")),
+    }
+}
+
+/// `"stderr"`, `"log"`, a file descriptor number, or a file path.
+pub(crate) fn parse_destination(text: &str) -> VerboseDestination {
+    match text {
+        "stderr" => VerboseDestination::Stderr,
+        "log" => VerboseDestination::Log,
+        _ => match text.parse::<i32>() {
+            Ok(fd) => VerboseDestination::Fd(fd),
+            Err(_) => VerboseDestination::File(text.into()),
+        },
+    }
+}
+
 fn not_yet(option: &'static str, detail: &'static str) -> Error {
     Error::NotSupported { option, detail }
 }
@@ -379,6 +498,20 @@ impl SigMask {
     /// Exactly these signals (names, numbers or [`Signal`]s; checked at install).
     pub fn only<S: Into<SignalSpec>>(signals: impl IntoIterator<Item = S>) -> SigMask {
         SigMask(MaskKind::Only(signals.into_iter().map(Into::into).collect()))
+    }
+
+    /// `"all"`, `"none"`, or signals separated by `|` or spaces (`"TERM|INT"`): the form used
+    /// by `#[manhole::main(sigmask = "…")]` and the `MANHOLE` variable.
+    pub(crate) fn parse(text: &str) -> SigMask {
+        match text.trim() {
+            "all" => SigMask::all(),
+            "none" | "" => SigMask::none(),
+            list => SigMask::only(
+                list.split(['|', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+        }
     }
 
     fn resolve(&self) -> Result<SignalSet, Error> {
@@ -466,6 +599,60 @@ mod tests {
         rejects(Options::new().idle_timeout(Duration::ZERO), "idle_timeout is 0");
         rejects(Options::new().stack_signal("SEGV"), "raised by faults");
         rejects(Options::new().stack_signal("nope"), "invalid signal \"nope\"");
+    }
+
+    #[test]
+    fn the_environment_variable_overrides_strictly() {
+        let off = Options::new().with_overrides(" Off ").unwrap();
+        assert!(off.is_none());
+        let same = Options::new().with_overrides("1").unwrap().unwrap();
+        assert!(same.verbose);
+        let o = Options::new()
+            .with_overrides(
+                "socket_path=/tmp/x.sock, verbose=false,max_sessions=4,idle_timeout=90s,sigmask=TERM|INT",
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            o.socket_path.as_deref(),
+            Some(std::path::Path::new("/tmp/x.sock"))
+        );
+        assert!(!o.verbose);
+        assert_eq!(o.max_sessions, 4);
+        assert_eq!(o.idle_timeout, Duration::from_secs(90));
+        assert_eq!(o.sigmask, SigMask::only(["TERM", "INT"]));
+        for bad in [
+            "verbose",
+            "verbose=maybe",
+            "max_sessions=-1",
+            "idle_timeout=5",
+            "colour=blue",
+        ] {
+            let err = Options::new().with_overrides(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("MANHOLE entry {bad:?}")), "{err}");
+        }
+        assert!(
+            Options::new()
+                .with_overrides("colour=blue")
+                .unwrap_err()
+                .to_string()
+                .contains("socket_path")
+        );
+    }
+
+    #[test]
+    fn durations_and_destinations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(
+            parse_duration("1.5s").is_err() && parse_duration("s").is_err() && parse_duration("3d").is_err()
+        );
+        assert_eq!(parse_destination("3"), VerboseDestination::Fd(3));
+        assert_eq!(parse_destination("log"), VerboseDestination::Log);
+        assert_eq!(
+            parse_destination("/var/log/m.log"),
+            VerboseDestination::File("/var/log/m.log".into())
+        );
     }
 
     #[test]

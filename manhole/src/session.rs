@@ -143,7 +143,7 @@ pub(crate) fn banner() -> String {
 /// Serves one client until it leaves, goes idle, or the manhole stops.
 pub(crate) fn serve(server: &Server, stream: UnixStream, peer: PeerCred) {
     let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
-    match converse(server, &stream) {
+    match converse(server, &stream, peer) {
         Ok(Ended::Quit) => mlog!("Session from PID:{pid} ended (quit)"),
         Ok(Ended::Eof) => mlog!("Session from PID:{pid} ended (client closed)"),
         Ok(Ended::Idle) => mlog!(
@@ -161,7 +161,7 @@ enum Ended {
     Idle,
 }
 
-fn converse(server: &Server, stream: &UnixStream) -> io::Result<Ended> {
+fn converse(server: &Server, stream: &UnixStream, peer: PeerCred) -> io::Result<Ended> {
     stream.set_read_timeout(Some(server.config.idle_timeout))?;
     stream.set_write_timeout(Some(SEND_TIMEOUT))?;
     let client = Client { stream };
@@ -171,7 +171,7 @@ fn converse(server: &Server, stream: &UnixStream) -> io::Result<Ended> {
     client.send(&opening)?;
 
     let mut reader = LineReader::new(stream, MAX_LINE);
-    let context = Context { server };
+    let context = Context { server, peer };
     loop {
         let input = match reader.next_input() {
             Ok(input) => input,
@@ -216,7 +216,9 @@ fn run_line(line: &str, context: &Context<'_>) -> Outcome {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            Outcome::Text(format!("error: the command failed inside manhole: {what}\n"))
+            Outcome::Text(format!(
+                "error: the command panicked: {what}; the program goes on\n"
+            ))
         }
     }
 }
