@@ -42,7 +42,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The token to point at when the item is of the wrong kind.
-fn item_keyword(item: &Item) -> TokenStream {
+pub(crate) fn item_keyword(item: &Item) -> TokenStream {
     match item {
         Item::Const(c) => c.const_token.into_token_stream(),
         Item::Struct(s) => s.struct_token.into_token_stream(),

@@ -39,10 +39,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let function = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "#[manhole::main] goes on a function, usually `fn main`",
-            );
+            let message = "#[manhole::main] goes on a function, usually `fn main`";
+            let error = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(other) => syn::Error::new_spanned(crate::expose::item_keyword(&other), message),
+                Err(_) => syn::Error::new(Span::call_site(), message),
+            };
             return with_error(item, error);
         }
     };

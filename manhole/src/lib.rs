@@ -2,15 +2,23 @@
 //! console, without a debugger, without ptrace, without restarting it.
 //!
 //! ```no_run
-//! fn main() -> Result<(), manhole::Error> {
-//!     manhole::install(manhole::Options::new())?;
+//! use std::sync::atomic::AtomicUsize;
+//!
+//! /// Largest batch the workers take.
+//! #[manhole::expose(writable)]
+//! static BATCH_SIZE: AtomicUsize = AtomicUsize::new(64);
+//!
+//! #[manhole::main]
+//! fn main() {
 //!     // … the service runs; an engineer connects with
 //!     //     socat readline unix-connect:/tmp/manhole-<pid>
 //!     //     nc -U /tmp/manhole-<pid>
 //!     //     manhole-cli <pid>
-//!     Ok(())
 //! }
 //! ```
+//!
+//! The same without macros: `manhole::install(manhole::Options::new())?;` at the start of
+//! `main` ([`install`], [`Options`]).
 //!
 //! A client first receives the stack dump of every thread, then a banner and the `>>> ` prompt:
 //!
@@ -35,8 +43,10 @@
 //! >>> info
 //! ```
 //!
-//! Commands: `help [COMMAND]`, `stacks [--full]` (also `threads`, `bt`), `info`, `quit` (also
-//! `exit`, Ctrl-D).
+//! Commands: `help [COMMAND]`, `stacks [--full]` (also `threads`, `bt`), `vars [PATTERN]`
+//! (also `ls`), `print NAME` (also `p`, or just the name), `set NAME VALUE`, `call NAME ARG…`,
+//! `info`, `quit` (also `exit`, Ctrl-D). What `vars`, `print`, `set` and `call` work on is what
+//! the program marks with [`expose`].
 //!
 //! The same dump is available to the program itself with [`dump_stacktraces`], for watchdogs
 //! and logs.

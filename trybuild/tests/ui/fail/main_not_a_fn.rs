@@ -1,0 +1,5 @@
+// #[manhole::main] belongs on a function.
+#[manhole::main]
+struct Service;
+
+fn main() {}
