@@ -122,7 +122,7 @@ fn assert_full_session(output: &str, pid: u32) {
     assert!(output.contains("\"ingest\" (sleeping):\n"), "{output}");
     assert!(output.contains("Type \"help\" for commands.\n>>> "), "{output}");
     assert!(
-        output.contains("\n  info ") && output.contains("the process: pid, exe, uptime"),
+        output.contains("\n  info ") && output.contains("pid, exe, uptime"),
         "help was answered:\n{output}"
     );
     assert!(

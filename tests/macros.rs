@@ -144,11 +144,11 @@ fn panics_in_user_code_are_reported_and_the_program_goes_on() {
     client.opening();
     assert_eq!(
         client.command("TRAP"),
-        "error: the command panicked: Debug of Trap exploded; the program goes on\n"
+        "error: the Debug impl of TRAP panicked: Debug of Trap exploded; the program goes on\n"
     );
     assert_eq!(
         client.command("call explode"),
-        "error: the command panicked: exposed fn exploded; the program goes on\n"
+        "error: explode panicked: exposed fn exploded; the program goes on\n"
     );
     assert_eq!(client.command("call add 1 1"), "2\n");
     assert!(app.is_alive());

@@ -84,7 +84,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
-mod commands;
+mod console;
 mod error;
 mod install;
 mod listener;

@@ -39,6 +39,17 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    /// A socket file that was never created (unit tests of the console).
+    #[cfg(test)]
+    pub(crate) fn detached(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_owned(),
+            dev: 0,
+            ino: 0,
+            owner_pid: 0,
+        }
+    }
+
     /// Removes the socket file if it is still the one this process created.
     pub(crate) fn remove(&self) -> bool {
         if std::process::id() != self.owner_pid {

@@ -120,6 +120,12 @@ pub(crate) fn close(quiet: bool) {
     }
 }
 
+/// The log file manhole opened, if any.
+pub(crate) fn owned_fd() -> Option<RawFd> {
+    let fd = OWNED_FD.load(Ordering::Acquire);
+    (fd >= 0).then_some(fd)
+}
+
 fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor's flags; an invalid fd fails with EBADF.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }

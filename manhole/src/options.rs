@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::logging::VerboseDestination;
+use crate::registry::Local;
 use crate::signal::{Signal, SignalSpec};
 use crate::sys::SignalSet;
 
@@ -39,7 +40,7 @@ pub struct Options {
     pub(crate) sigmask: SigMask,
     pub(crate) daemon_connection: bool,
     pub(crate) redirect_stderr: bool,
-    pub(crate) locals: Vec<(String, Arc<dyn fmt::Debug + Send + Sync>)>,
+    pub(crate) locals: Vec<Local>,
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) stack_signal: Option<SignalSpec>,
@@ -182,16 +183,25 @@ impl Options {
         self
     }
 
-    /// Make a value of the running program visible in the console under `name`.
+    /// Make a value of the running program visible in the console under `name`: `vars` lists
+    /// it and `print NAME` shows it with `Debug`, like an exposed static (it cannot be `set`).
     ///
-    /// # Limitations
-    /// The console cannot show values yet: `install` returns [`Error::NotSupported`] when any
-    /// local is given.
+    /// ```no_run
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let sessions = Arc::new(Mutex::new(vec!["alice", "bob"]));
+    /// manhole::install(manhole::Options::new().local("sessions", sessions.clone()))?;
+    /// # Ok::<(), manhole::Error>(())
+    /// ```
     pub fn local<T>(mut self, name: impl Into<String>, value: Arc<T>) -> Self
     where
         T: fmt::Debug + Send + Sync + 'static,
     {
-        self.locals.push((name.into(), value));
+        self.locals.push(Local {
+            name: name.into(),
+            type_name: std::any::type_name::<T>(),
+            value: std::panic::AssertUnwindSafe(value),
+        });
         self
     }
 
@@ -345,8 +355,17 @@ impl Options {
                 "the stderr tee arrives in a later release",
             ));
         }
-        if !self.locals.is_empty() {
-            return Err(not_yet("local", "the console cannot print values yet"));
+        for (i, local) in self.locals.iter().enumerate() {
+            if local.name.is_empty() || local.name.chars().any(char::is_whitespace) {
+                return Err(Error::ConfigurationConflict {
+                    message: format!("local name {:?} must be a non-empty word", local.name),
+                });
+            }
+            if self.locals[..i].iter().any(|other| other.name == local.name) {
+                return Err(Error::ConfigurationConflict {
+                    message: format!("two locals are named {:?}", local.name),
+                });
+            }
         }
         if self.max_sessions == 0 {
             return Err(Error::ConfigurationConflict {
@@ -440,7 +459,7 @@ pub(crate) struct Validated {
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let locals: Vec<&str> = self.locals.iter().map(|(name, _)| name.as_str()).collect();
+        let locals: Vec<&str> = self.locals.iter().map(|l| l.name.as_str()).collect();
         f.debug_struct("Options")
             .field("socket_path", &self.socket_path)
             .field("activate_on", &self.activate_on)
@@ -583,7 +602,14 @@ mod tests {
         rejects(Options::new().thread(false), "option `thread`");
         rejects(Options::new().patch_fork(true), "option `patch_fork`");
         rejects(Options::new().redirect_stderr(true), "option `redirect_stderr`");
-        rejects(Options::new().local("x", Arc::new(1)), "option `local`");
+        rejects(
+            Options::new().local("x", Arc::new(1)).local("x", Arc::new(2)),
+            "two locals are named \"x\"",
+        );
+        rejects(
+            Options::new().local("a b", Arc::new(1)),
+            "must be a non-empty word",
+        );
     }
 
     #[test]

@@ -77,23 +77,52 @@ pub(crate) fn all() -> Vec<&'static Exposed> {
 }
 
 /// The item called `name` (or `module::path::name` to tell apart two of the same name).
-pub(crate) fn find(name: &str) -> Result<&'static Exposed, String> {
+pub(crate) fn find(name: &str) -> Result<&'static Exposed, (&'static str, String)> {
     let matches: Vec<&'static Exposed> = all()
         .into_iter()
         .filter(|e| e.name == name || format!("{}::{}", e.module_path, e.name) == name)
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!(
-            "nothing exposed is called {name:?}; \"vars\" lists what is"
+        [] => Err((
+            "not_found",
+            format!("nothing exposed is called {name:?}; \"vars\" lists what is"),
         )),
-        many => Err(format!(
-            "{name:?} is ambiguous; use one of: {}",
-            many.iter()
-                .map(|e| format!("{}::{}", e.module_path, e.name))
-                .collect::<Vec<_>>()
-                .join(", ")
+        many => Err((
+            "ambiguous",
+            format!(
+                "{name:?} is ambiguous; use one of: {}",
+                many.iter()
+                    .map(|e| format!("{}::{}", e.module_path, e.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )),
+    }
+}
+
+/// A value of the running program given to [`Options::local`](crate::Options::local).
+pub(crate) struct Local {
+    pub(crate) name: String,
+    pub(crate) type_name: &'static str,
+    /// Only ever read through `Debug`, inside `catch_unwind`: a panic there leaves nothing of
+    /// manhole's half-changed, so `Handle` stays unwind-safe whatever the value is.
+    pub(crate) value: std::panic::AssertUnwindSafe<std::sync::Arc<dyn Debug + Send + Sync>>,
+}
+
+impl Clone for Local {
+    fn clone(&self) -> Local {
+        Local {
+            name: self.name.clone(),
+            type_name: self.type_name,
+            value: std::panic::AssertUnwindSafe(std::sync::Arc::clone(&self.value)),
+        }
+    }
+}
+
+impl Debug for Local {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.type_name)
     }
 }
 

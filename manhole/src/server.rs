@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::listener::{self, SocketFile};
 use crate::logging::mlog;
 use crate::options::{Options, Validated};
+use crate::registry::Local;
 use crate::sys::{self, PeerCred, SignalSet};
 use crate::{Error, session};
 
@@ -32,6 +33,8 @@ pub(crate) struct Config {
 pub(crate) struct SessionEntry {
     /// A second handle on the client socket, to cut the session off at shutdown.
     stream: UnixStream,
+    /// The session thread's own descriptor for the client socket.
+    fd: RawFd,
     pub(crate) peer: PeerCred,
     pub(crate) opened: SystemTime,
     thread: Option<thread::ThreadId>,
@@ -43,8 +46,22 @@ struct Sessions {
     open: BTreeMap<u64, SessionEntry>,
 }
 
+/// What `clients` shows of one session.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionInfo {
+    pub(crate) id: u64,
+    pub(crate) peer: PeerCred,
+    pub(crate) opened: SystemTime,
+    /// Whether it is the session asking.
+    pub(crate) is_current: bool,
+}
+
 pub(crate) struct Server {
     pub(crate) config: Config,
+    /// Values given to `Options::local`.
+    locals: Vec<Local>,
+    /// Descriptors manhole holds besides the sessions': the listening socket and the wake pipe.
+    own_fds: Vec<RawFd>,
     pub(crate) started: Instant,
     /// The process that runs this manhole. In a forked child the threads do not exist and the
     /// sockets are shared with the parent, so a child must never act on them.
@@ -97,7 +114,14 @@ impl Server {
                 return Err(Error::io("create the wake-up pipe", None, e));
             }
         };
+        let own_fds = vec![
+            bound.listener.as_raw_fd(),
+            wake_rx.as_raw_fd(),
+            wake_tx.as_raw_fd(),
+        ];
         let server = Arc::new(Server {
+            locals: options.locals.clone(),
+            own_fds,
             config: Config {
                 max_sessions: options.max_sessions,
                 idle_timeout: options.idle_timeout,
@@ -125,6 +149,30 @@ impl Server {
             }
         }
         Ok(server)
+    }
+
+    /// A server that listens nowhere and has no threads: the console's unit tests run commands
+    /// against it.
+    #[cfg(test)]
+    pub(crate) fn for_tests(locals: Vec<Local>) -> Server {
+        Server {
+            config: Config {
+                max_sessions: 32,
+                idle_timeout: Duration::from_secs(60),
+                daemon_connection: true,
+            },
+            locals,
+            own_fds: Vec::new(),
+            started: Instant::now(),
+            owner_pid: std::process::id(),
+            socket: SocketFile::detached(std::path::Path::new("/tmp/manhole-unit-test")),
+            sigmask: SignalSet::empty(),
+            sessions: Mutex::default(),
+            sessions_changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            wake: Mutex::new(None),
+            listener_thread: Mutex::new(None),
+        }
     }
 
     /// Where this manhole listens, until it is stopped (never in a forked child).
@@ -273,6 +321,7 @@ impl Server {
                 id,
                 SessionEntry {
                     stream: shadow,
+                    fd,
                     peer,
                     opened: SystemTime::now(),
                     thread: None,
@@ -318,13 +367,40 @@ impl Server {
         self.sessions_changed.notify_all();
     }
 
-    /// How many sessions are open, and the peers of each.
-    pub(crate) fn sessions(&self) -> Vec<(PeerCred, SystemTime)> {
+    /// The open sessions, oldest first.
+    pub(crate) fn sessions(&self) -> Vec<SessionInfo> {
+        let me = thread::current().id();
         lock(&self.sessions)
             .open
-            .values()
-            .map(|e| (e.peer, e.opened))
+            .iter()
+            .map(|(id, e)| SessionInfo {
+                id: *id,
+                peer: e.peer,
+                opened: e.opened,
+                is_current: e.thread == Some(me),
+            })
             .collect()
+    }
+
+    /// The values given to `Options::local`.
+    pub(crate) fn locals(&self) -> &[Local] {
+        &self.locals
+    }
+
+    /// Every descriptor manhole holds: listening socket, wake pipe, sessions, log file.
+    pub(crate) fn own_fds(&self) -> Vec<RawFd> {
+        let mut fds = self.own_fds.clone();
+        for entry in lock(&self.sessions).open.values() {
+            fds.push(entry.fd);
+            fds.push(entry.stream.as_raw_fd());
+        }
+        fds.extend(crate::logging::owned_fd());
+        fds
+    }
+
+    /// Starts a named manhole thread that blocks the application's signals.
+    pub(crate) fn spawn_thread(&self, name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        spawn(name, &self.sigmask, body).map(drop)
     }
 
     /// Stops accepting, removes the socket file and wakes the listener thread. In a forked

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::commands::{self, Context, Outcome};
+use crate::console::{self, Context, Json, Outcome, Reply};
 use crate::logging::mlog;
 use crate::server::Server;
 use crate::sys::{self, PeerCred};
@@ -56,6 +56,11 @@ impl<R: Read> LineReader<R> {
             discarded: None,
             eof: false,
         }
+    }
+
+    /// Whether a whole line is already buffered.
+    pub(crate) fn has_pending_line(&self) -> bool {
+        self.buf.contains(&b'\n')
     }
 
     pub(crate) fn next_input(&mut self) -> io::Result<Input> {
@@ -125,6 +130,19 @@ impl Client<'_> {
     fn send(&self, text: &str) -> io::Result<()> {
         sys::send_all(self.stream, text.as_bytes(), false)
     }
+
+    /// Waits up to `timeout` for the client to send something (or leave).
+    fn readable_within(&self, timeout: Duration) -> io::Result<bool> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// The banner written after the stack dump.
@@ -132,7 +150,7 @@ pub(crate) fn banner() -> String {
     let exe = procfs::exe().map_or_else(|| "?".to_owned(), |p| p.display().to_string());
     let uptime = procfs::process_stat()
         .uptime
-        .map_or_else(|| "?".to_owned(), commands::human_duration);
+        .map_or_else(|| "?".to_owned(), console::human_duration);
     format!(
         "manhole {} in {exe} (pid {}), up {uptime}\nType \"help\" for commands.\n",
         env!("CARGO_PKG_VERSION"),
@@ -171,55 +189,169 @@ fn converse(server: &Server, stream: &UnixStream, peer: PeerCred) -> io::Result<
     client.send(&opening)?;
 
     let mut reader = LineReader::new(stream, MAX_LINE);
-    let context = Context { server, peer };
+    let mut machine = false;
     loop {
         let input = match reader.next_input() {
             Ok(input) => input,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 let _ = client.send(&format!(
                     "\nmanhole: closing this session after {} idle\n",
-                    commands::human_duration(server.config.idle_timeout)
+                    console::human_duration(server.config.idle_timeout)
                 ));
                 return Ok(Ended::Idle);
             }
             Err(e) => return Err(e),
         };
-        let reply = match input {
+        let context = Context {
+            server,
+            peer,
+            client: Some(stream),
+            machine,
+        };
+        let (command, outcome) = match input {
             Input::Eof => return Ok(Ended::Eof),
-            Input::Line(line) => match run_line(&line, &context) {
-                Outcome::Quit => return Ok(Ended::Quit),
-                Outcome::Text(text) => text,
-            },
-            Input::TooLong { len } => {
-                format!("error: line too long ({len} bytes; at most {MAX_LINE}); it was ignored\n")
+            Input::Line(line) if machine && line.trim().is_empty() => continue,
+            Input::Line(line) => run_line(&line, &context),
+            Input::TooLong { len } => (
+                None,
+                Reply::fail(
+                    "input",
+                    format!("line too long ({len} bytes; at most {MAX_LINE}); it was ignored"),
+                )
+                .into(),
+            ),
+            Input::NotUtf8 { offset } => (
+                None,
+                Reply::fail(
+                    "input",
+                    format!("input is not valid UTF-8 (bad byte at offset {offset}); it was ignored"),
+                )
+                .into(),
+            ),
+            Input::Nul { offset } => (
+                None,
+                Reply::fail(
+                    "input",
+                    format!("input contains a NUL byte (at offset {offset}); it was ignored"),
+                )
+                .into(),
+            ),
+        };
+        let mut out = match outcome {
+            Outcome::Quit => return Ok(Ended::Quit),
+            Outcome::Reply(reply) => render(&reply, command, machine),
+            Outcome::Machine(on) => {
+                machine = on;
+                let mode = if on { "json" } else { "text" };
+                let data = Json::obj([
+                    ("mode", Json::from(mode)),
+                    ("version", Json::from(MACHINE_VERSION)),
+                ]);
+                render(
+                    &Reply::ok(format!("machine mode {}\n", if on { "on" } else { "off" }), data),
+                    command,
+                    machine,
+                )
             }
-            Input::NotUtf8 { offset } => {
-                format!("error: input is not valid UTF-8 (bad byte at offset {offset}); it was ignored\n")
-            }
-            Input::Nul { offset } => {
-                format!("error: input contains a NUL byte (at offset {offset}); it was ignored\n")
+            Outcome::Watch {
+                every,
+                count,
+                command: watched,
+            } => {
+                if !watch(&client, &mut reader, &context, every, count, &watched)? {
+                    return Ok(Ended::Eof);
+                }
+                String::new()
             }
         };
-        let mut out = reply;
-        out.push_str(PROMPT);
+        if !machine {
+            out.push_str(PROMPT);
+        }
         client.send(&out)?;
     }
 }
 
-/// Parses and runs one line; a panic inside a command becomes an error line.
-fn run_line(line: &str, context: &Context<'_>) -> Outcome {
-    match catch_unwind(AssertUnwindSafe(|| commands::execute(line, context))) {
-        Ok(outcome) => outcome,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            Outcome::Text(format!(
-                "error: the command panicked: {what}; the program goes on\n"
-            ))
+/// The version of the machine-mode document shape (see `help machine`).
+pub(crate) const MACHINE_VERSION: u32 = 1;
+
+/// A reply as the session sends it: text, or one JSON document on one line.
+pub(crate) fn render(reply: &Reply, command: Option<&str>, machine: bool) -> String {
+    if !machine {
+        return reply.text.clone();
+    }
+    let document = match &reply.failure {
+        None => Json::obj([
+            ("ok", Json::from(true)),
+            ("command", Json::from(command)),
+            ("data", reply.data.clone()),
+        ]),
+        Some(failure) => Json::obj([
+            ("ok", Json::from(false)),
+            ("command", Json::from(command)),
+            (
+                "error",
+                Json::obj([
+                    ("code", Json::from(failure.code)),
+                    ("message", Json::from(failure.message.as_str())),
+                ]),
+            ),
+        ]),
+    };
+    let mut line = document.to_line();
+    line.push('\n');
+    line
+}
+
+/// Runs `command` every `every` until `count` runs are done or the client sends a line.
+/// Returns false if the client left.
+fn watch(
+    client: &Client<'_>,
+    reader: &mut LineReader<&UnixStream>,
+    context: &Context<'_>,
+    every: Duration,
+    count: Option<u64>,
+    command: &str,
+) -> io::Result<bool> {
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let (_, outcome) = run_line(command, context);
+        let body = match outcome {
+            Outcome::Reply(reply) => reply.text,
+            _ => format!("error: {command:?} cannot be watched\n"),
+        };
+        let of = count.map_or_else(String::new, |c| format!(" of {c}"));
+        let seconds = every.as_secs_f64();
+        client.send(&format!(
+            "Every {seconds}s: {command}  (run {runs}{of}; press Enter to stop)\n{body}"
+        ))?;
+        if count.is_some_and(|c| runs >= c) {
+            return Ok(true);
         }
+        if reader.has_pending_line() || client.readable_within(every)? {
+            return match reader.next_input()? {
+                Input::Eof => Ok(false),
+                _ => Ok(true),
+            };
+        }
+    }
+}
+
+/// Parses and runs one line; a panic inside a command becomes an error line.
+fn run_line(line: &str, context: &Context<'_>) -> (Option<&'static str>, Outcome) {
+    match catch_unwind(AssertUnwindSafe(|| console::execute(line, context))) {
+        Ok(result) => result,
+        Err(panic) => (
+            None,
+            Reply::fail(
+                "panic",
+                format!(
+                    "the command panicked: {}; the program goes on",
+                    console::panic_message(&*panic)
+                ),
+            )
+            .into(),
+        ),
     }
 }
 

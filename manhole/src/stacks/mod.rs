@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::console::Json;
 use crate::procfs::{self, SyscallState, TaskStatus};
 use crate::sys;
 
@@ -545,6 +546,78 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
     }
     out.push_str(FOOTER);
     out.push('\n');
+}
+
+/// The dump as data for machine mode: every thread (not grouped), its frames, and for threads
+/// reported from `/proc`, why and what `/proc` says.
+pub(crate) fn to_json(dump: &Dump, full: bool) -> Json {
+    let frame_json = |frames: &[Frame]| -> Json {
+        Json::Arr(
+            frames
+                .iter()
+                .flat_map(|f| f.iter())
+                .map(|s| {
+                    Json::obj([
+                        ("function", Json::from(s.name.clone())),
+                        (
+                            "file",
+                            Json::from(s.file.as_ref().map(|f| f.display().to_string())),
+                        ),
+                        ("line", Json::from(s.line)),
+                        ("column", Json::from(s.column)),
+                    ])
+                })
+                .collect(),
+        )
+    };
+    let threads = dump
+        .threads
+        .iter()
+        .map(|t| {
+            let mut fields = vec![
+                ("tid", Json::from(t.tid)),
+                ("name", Json::from(t.name.as_str())),
+                ("state", Json::from(t.state.map(|c| c.to_string()))),
+                ("state_name", Json::from(t.state.map(procfs::describe_state))),
+            ];
+            match &t.stack {
+                Stack::Frames(frames) => {
+                    let (shown, folded) = visible(frames, full);
+                    fields.push(("capture", Json::from("in_process")));
+                    fields.push(("frames", frame_json(shown)));
+                    fields.push(("folded_runtime_frames", Json::from(folded)));
+                }
+                Stack::Partial(top) => {
+                    fields.push(("capture", Json::from("innermost_only")));
+                    fields.push(("frames", frame_json(top)));
+                }
+                Stack::FromProc {
+                    why,
+                    syscall,
+                    wchan,
+                    top,
+                } => {
+                    fields.push(("capture", Json::from("proc")));
+                    fields.push(("frames", frame_json(top)));
+                    fields.push(("why", Json::from(why.as_str())));
+                    let syscall = match syscall {
+                        Some(SyscallState::InSyscall { number, .. }) => Json::from(syscall_name(*number)),
+                        Some(SyscallState::Running) => Json::from("running"),
+                        Some(SyscallState::Blocked { .. }) => Json::from("none"),
+                        None => Json::Null,
+                    };
+                    fields.push(("syscall", syscall));
+                    fields.push(("wchan", Json::from(wchan.clone())));
+                }
+            }
+            Json::obj(fields)
+        })
+        .collect();
+    Json::obj([
+        ("pid", Json::from(dump.pid)),
+        ("dumping_tid", Json::from(dump.dumping_tid)),
+        ("threads", Json::Arr(threads)),
+    ])
 }
 
 /// `  and N more with this stack:` then their ids and names, wrapped to fit a terminal.

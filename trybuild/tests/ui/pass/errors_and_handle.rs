@@ -16,7 +16,16 @@ fn check(handle: &manhole::Handle) -> Result<(), manhole::Error> {
     Ok(())
 }
 
+/// Handles and options travel between threads and through catch_unwind.
+fn auto_traits<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    auto_traits::<manhole::Handle>();
+    // Like std::io::Error, which it may carry, Error is Send + Sync + 'static (boxable).
+    fn boxable<T: Send + Sync + 'static>() {}
+    boxable::<manhole::Error>();
+    fn sendable<T: Send + Sync + Clone>() {}
+    sendable::<manhole::Options>();
     let _: fn(manhole::Options) -> Result<manhole::Handle, manhole::Error> = manhole::install;
     let _: fn(&manhole::Handle) -> Result<(), manhole::Error> = check;
     let _: fn(manhole::Handle) = manhole::Handle::uninstall;

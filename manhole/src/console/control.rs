@@ -1,0 +1,155 @@
+//! Commands that steer: `log` (the program's log level), `watch`, `machine`.
+
+use std::time::Duration;
+
+use super::{Context, Json, Outcome, Reply, quoted};
+use crate::logging::mlog;
+
+pub(super) fn log_level(args: &[&str], context: &Context<'_>) -> Outcome {
+    let current = log::max_level();
+    match args {
+        [] => Reply::ok(
+            format!("log level: {}\n", current.as_str().to_ascii_lowercase()),
+            Json::obj([("level", Json::from(current.as_str().to_ascii_lowercase()))]),
+        )
+        .into(),
+        [level] => match level.parse::<log::LevelFilter>() {
+            Ok(new) => {
+                log::set_max_level(new);
+                let pid = context.peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                mlog!(
+                    "Log level {} -> {} by PID:{pid} UID:{}",
+                    current,
+                    new,
+                    context.peer.uid
+                );
+                let (old, new) = (
+                    current.as_str().to_ascii_lowercase(),
+                    new.as_str().to_ascii_lowercase(),
+                );
+                Reply::ok(
+                    format!("log level: {old} -> {new}\n"),
+                    Json::obj([("old", Json::from(old)), ("new", Json::from(new))]),
+                )
+                .into()
+            }
+            Err(_) => Reply::fail(
+                "usage",
+                format!(
+                    "{} is not a level; use off, error, warn, info, debug or trace",
+                    quoted(level)
+                ),
+            )
+            .into(),
+        },
+        [_, extra, ..] => Reply::fail(
+            "usage",
+            format!("log takes one level (got also {})", quoted(extra)),
+        )
+        .into(),
+    }
+}
+
+/// The shortest interval `watch` accepts: a console is not a busy loop.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+pub(super) fn watch(args: &[&str], context: &Context<'_>) -> Outcome {
+    if context.machine {
+        return Reply::fail(
+            "unsupported",
+            "watch is not available in machine mode; send the command again instead",
+        )
+        .into();
+    }
+    let mut every = Duration::from_secs(2);
+    let mut count = None;
+    let mut rest = args;
+    loop {
+        match rest {
+            ["-n", secs, tail @ ..] => {
+                match secs
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                {
+                    Some(d) if d >= MIN_INTERVAL => every = d,
+                    _ => {
+                        return Reply::fail(
+                            "usage",
+                            format!("-n takes seconds, at least 0.1 (got {})", quoted(secs)),
+                        )
+                        .into();
+                    }
+                }
+                rest = tail;
+            }
+            ["-c", n, tail @ ..] => {
+                match n.parse::<u64>() {
+                    Ok(n) if n > 0 => count = Some(n),
+                    _ => {
+                        return Reply::fail(
+                            "usage",
+                            format!("-c takes a count of at least 1 (got {})", quoted(n)),
+                        )
+                        .into();
+                    }
+                }
+                rest = tail;
+            }
+            _ => break,
+        }
+    }
+    if rest.is_empty() {
+        return Reply::fail("usage", "usage: watch [-n SECS] [-c COUNT] COMMAND…").into();
+    }
+    if matches!(rest[0], "watch" | "quit" | "exit" | "machine") {
+        return Reply::fail("usage", format!("{} cannot be watched", quoted(rest[0]))).into();
+    }
+    let command = rest.iter().map(|w| requote(w)).collect::<Vec<_>>().join(" ");
+    Outcome::Watch {
+        every,
+        count,
+        command,
+    }
+}
+
+/// A word as it must be written to split back into itself.
+fn requote(word: &str) -> String {
+    if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
+        return word.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+pub(super) fn machine(args: &[&str], _: &Context<'_>) -> Outcome {
+    match args {
+        [] | ["on"] => Outcome::Machine(true),
+        ["off"] => Outcome::Machine(false),
+        [other, ..] => Reply::fail(
+            "usage",
+            format!("machine takes on or off (got {})", quoted(other)),
+        )
+        .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_requote_to_themselves() {
+        for word in ["plain", "two words", "a\"quote", "back\\slash", "", "it's"] {
+            let quoted = requote(word);
+            assert_eq!(super::super::split_words(&quoted).unwrap(), [word], "{quoted}");
+        }
+    }
+}
