@@ -86,6 +86,8 @@
 
 mod console;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod install;
 mod listener;
 mod logging;

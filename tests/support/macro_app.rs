@@ -63,6 +63,13 @@ fn greet(name: &str, times: usize) -> Result<String, String> {
     Ok(vec![format!("hello {name}"); times].join(" / "))
 }
 
+/// Sleeps, then says how long it slept: a call that takes its time.
+#[manhole::expose]
+fn sleep_for(ms: u64) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    format!("slept {ms} ms")
+}
+
 /// Always panics.
 #[manhole::expose]
 fn explode() {
