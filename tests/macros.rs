@@ -201,3 +201,27 @@ fn manhole_off_in_the_environment_installs_nothing() {
     );
     assert!(out.status.success(), "main ran on");
 }
+
+#[test]
+fn a_value_behind_a_held_lock_shows_locked_instead_of_hanging() {
+    let app = start("");
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    assert_eq!(client.command("call hold_greeting 5000"), "\"held\"\n");
+    let started = std::time::Instant::now();
+    let shown = client.command("print GREETING");
+    assert!(shown.contains("<locked>"), "{shown}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it did not wait for the lock"
+    );
+    let refused = client.command("set GREETING hello");
+    assert!(
+        refused.starts_with("error: GREETING: the lock is held elsewhere"),
+        "{refused}"
+    );
+    assert!(
+        client.command("print REQUESTS").starts_with("42"),
+        "the session goes on"
+    );
+}

@@ -70,6 +70,19 @@ fn sleep_for(ms: u64) -> String {
     format!("slept {ms} ms")
 }
 
+/// Holds the GREETING lock on another thread for `ms` milliseconds.
+#[manhole::expose]
+fn hold_greeting(ms: u64) -> &'static str {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _guard = GREETING.lock();
+        let _ = locked_tx.send(());
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    });
+    let _ = locked_rx.recv();
+    "held"
+}
+
 /// Always panics.
 #[manhole::expose]
 fn explode() {

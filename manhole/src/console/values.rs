@@ -40,9 +40,22 @@ pub(super) fn exists(name: &str, context: &Context<'_>) -> bool {
     find(name, context).is_ok()
 }
 
-/// The text of a value's Debug form; a panicking Debug impl becomes an error.
+/// How long `print` retries a value whose lock is held elsewhere before showing `<locked>`.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The text of a value's Debug form; a panicking Debug impl becomes an error. std's `Mutex`
+/// and `RwLock` show `<locked>` rather than wait: a lock held only for a moment is retried a
+/// few times first.
 fn debug_text(value: &(dyn std::fmt::Debug + Sync)) -> Result<String, String> {
-    catch_unwind(AssertUnwindSafe(|| format!("{value:#?}"))).map_err(|panic| panic_message(&*panic))
+    let deadline = std::time::Instant::now() + LOCK_RETRY;
+    loop {
+        let text = catch_unwind(AssertUnwindSafe(|| format!("{value:#?}")))
+            .map_err(|panic| panic_message(&*panic))?;
+        if !text.contains("<locked>") || std::time::Instant::now() >= deadline {
+            return Ok(text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn debug_text_local(value: &(dyn std::fmt::Debug + Send + Sync)) -> Result<String, String> {
