@@ -78,6 +78,34 @@ pub fn install(options: Options) -> Result<Handle, Error> {
     Ok(handle)
 }
 
+/// Installs manhole only if the `MANHOLE` environment variable asks for it: the switch for
+/// programs that should carry manhole but not always run it (like Python's `PYTHONMANHOLE`).
+///
+/// - unset, `0`, `off`, `false` or `no`: nothing is installed, `Ok(None)`;
+/// - `1`, `on`, `true`, `yes` or empty: installed with the default options;
+/// - `key=value,…` with the keys of `#[manhole::main]`: installed with those options, for
+///   example `MANHOLE='socket_path=/run/app/manhole.sock,verbose=false'`.
+///
+/// ```no_run
+/// if let Some(handle) = manhole::install_from_env()? {
+///     eprintln!("manhole at {:?}", handle.socket_path());
+/// }
+/// # Ok::<(), manhole::Error>(())
+/// ```
+///
+/// # Errors
+/// A malformed `MANHOLE` value (unknown key, bad value) is an error, never guessed at; and
+/// every error of [`install`].
+pub fn install_from_env() -> Result<Option<Handle>, Error> {
+    match std::env::var("MANHOLE") {
+        Ok(text) => match Options::new().with_overrides(&text)? {
+            Some(options) => install(options).map(Some),
+            None => Ok(None),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
 /// Runs at normal process exit, in the process that installed manhole only.
 extern "C" fn at_exit() {
     if INSTALLED_BY.load(Ordering::Acquire) != std::process::id() {

@@ -85,6 +85,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod console;
+mod death;
 mod error;
 #[cfg(test)]
 mod fuzz;
@@ -104,7 +105,7 @@ mod sys;
 pub use manhole_macros::{expose, main};
 
 pub use error::Error;
-pub use install::{Handle, install};
+pub use install::{Handle, install, install_from_env};
 pub use listener::default_socket_path;
 pub use logging::VerboseDestination;
 pub use options::{Options, SigMask};

@@ -50,11 +50,18 @@ impl SocketFile {
         }
     }
 
+    /// Arms removal of this socket if the process is killed by SIGTERM, SIGINT, SIGHUP or
+    /// SIGQUIT (see the `death` module).
+    pub(crate) fn arm_death_cleanup(&self) {
+        crate::death::arm(&self.path, self.dev, self.ino);
+    }
+
     /// Removes the socket file if it is still the one this process created.
     pub(crate) fn remove(&self) -> bool {
         if std::process::id() != self.owner_pid {
             return false;
         }
+        crate::death::disarm();
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
                 fs::remove_file(&self.path).is_ok()

@@ -106,6 +106,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| listener::default_socket_path(std::process::id()));
         let bound = listener::bind(&path)?;
+        bound.file.arm_death_cleanup();
         mlog!("Manhole UDS path: {}", path.display());
         let (wake_rx, wake_tx) = match UnixStream::pair() {
             Ok(pair) => pair,

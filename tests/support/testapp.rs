@@ -6,6 +6,10 @@
 //!   `install-strict`, `install-replace`, `uninstall`, `path`, `fork-uninstall`,
 //!   `exhaust-fds`, `release-fds`, `exit`.
 //!   `exhaust-fds` takes every free file descriptor, `release-fds` gives them back.
+//!   `--own-handler-before SIG` / `--own-handler-after SIG` (TERM or INT): the application's own
+//!   handler, installed before or after manhole, prints `app handler ran` and exits with 42.
+//! `manhole-testapp from-env`: `manhole::install_from_env()`, then `ready <path>`,
+//!   `not installed` or `error: …`.
 //! `manhole-testapp connect PATH`: a client; prints what the server sends until EOF.
 //! `manhole-testapp install-at PATH`: prints `installed` or `error: <message>`.
 
@@ -18,9 +22,26 @@ fn main() {
     // that is not MSG_NOSIGNAL would show up as a dead process.
     // SAFETY: setting a signal disposition to SIG_DFL has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // No core files from the SIGQUIT tests.
+    // SAFETY: rlimit is plain data; setting RLIMIT_CORE to 0 has no other effect.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
+        Some("from-env") => match manhole::install_from_env() {
+            Ok(Some(handle)) => {
+                say(&format!("ready {}", path_of(&handle)));
+                let _ = std::io::stdin().lock().lines().count();
+            }
+            Ok(None) => say("not installed"),
+            Err(e) => say(&format!("error: {e}")),
+        },
         Some("connect") => connect(&args[1]),
         Some("install-at") => match manhole::install(manhole::Options::new().socket_path(&args[1])) {
             Ok(_) => println!("installed"),
@@ -108,6 +129,9 @@ fn serve(args: &[String]) {
             .spawn(testapp_worker_sleeps)
             .expect("spawn");
     }
+    if let Some(signal) = value(args, "--own-handler-before") {
+        own_handler(signal);
+    }
     let mut handle = match manhole::install(options(args)) {
         Ok(handle) => handle,
         Err(e) => {
@@ -115,6 +139,9 @@ fn serve(args: &[String]) {
             return;
         }
     };
+    if let Some(signal) = value(args, "--own-handler-after") {
+        own_handler(signal);
+    }
     say(&format!("ready {}", path_of(&handle)));
     let mut hoard: Vec<std::fs::File> = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -178,6 +205,25 @@ fn serve(args: &[String]) {
             other => say(&format!("unknown: {other}")),
         }
     }
+}
+
+/// The application's own handler for `signal`: it says so on stdout and exits with 42.
+fn own_handler(signal: &str) {
+    extern "C" fn handled(_: libc::c_int) {
+        let line = b"app handler ran\n";
+        // SAFETY: write and _exit are async-signal-safe; the buffer is a static byte string.
+        unsafe {
+            libc::write(1, line.as_ptr().cast(), line.len());
+            libc::_exit(42);
+        }
+    }
+    let number = match signal {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        other => panic!("no handler for {other}"),
+    };
+    // SAFETY: installs a handler that only makes async-signal-safe calls.
+    unsafe { libc::signal(number, handled as *const () as libc::sighandler_t) };
 }
 
 fn path_of(handle: &manhole::Handle) -> String {
