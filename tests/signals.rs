@@ -78,8 +78,12 @@ fn install_from_env_follows_the_manhole_variable() {
         format!("ready {}", socket.display())
     );
     assert!(!socket.exists(), "removed when the process exited");
-    assert_eq!(
-        from_env(Some("socket_path=/tmp/x,colour=blue")),
-        "error: conflicting options: MANHOLE entry \"colour=blue\": unknown key; expected one of: socket_path, activate_on, oneshot_on, thread, patch_fork, reinstall_delay, strict, verbose, verbose_destination, sigmask, daemon_connection, redirect_stderr, max_sessions, idle_timeout, stack_signal"
+    let refused = from_env(Some("socket_path=/tmp/x,colour=blue"));
+    assert!(
+        refused.starts_with(
+            "error: conflicting options: MANHOLE entry \"colour=blue\": unknown key; expected one of: socket_path,"
+        ),
+        "{refused}"
     );
+    assert!(refused.contains("oneshot_timeout"), "{refused}");
 }

@@ -48,7 +48,7 @@ mod signals;
 /// | `socket_path` | string | `socket_path = "/run/app/manhole.sock"` |
 /// | `activate_on`, `oneshot_on`, `stack_signal` | signal name (with or without `SIG`, `RTMIN+N`) or number | `oneshot_on = "USR2"`, `stack_signal = 40` |
 /// | `thread`, `patch_fork`, `strict`, `verbose`, `daemon_connection`, `redirect_stderr` | `true` / `false` | `verbose = false` |
-/// | `reinstall_delay`, `idle_timeout` | string: a whole number and `ms`, `s`, `m` or `h` | `idle_timeout = "10m"` |
+/// | `reinstall_delay`, `idle_timeout`, `oneshot_timeout` | string: a whole number and `ms`, `s`, `m` or `h` | `idle_timeout = "10m"` |
 /// | `verbose_destination` | fd number, `"stderr"`, `"log"` (the `log` crate) or a file path | `verbose_destination = "log"` |
 /// | `sigmask` | `"all"`, `"none"`, or names joined by `\|` | `sigmask = "TERM\|INT"` |
 /// | `max_sessions` | whole number | `max_sessions = 8` |

@@ -24,6 +24,7 @@ const KEYS: &[&str] = &[
     "redirect_stderr",
     "max_sessions",
     "idle_timeout",
+    "oneshot_timeout",
     "stack_signal",
 ];
 
@@ -167,7 +168,7 @@ fn setting(key: &Ident, value: &Lit) -> syn::Result<Setting> {
             }
             _ => Err(wrong("a whole number greater than 0")),
         },
-        "reinstall_delay" | "idle_timeout" => match value {
+        "reinstall_delay" | "idle_timeout" | "oneshot_timeout" => match value {
             Lit::Str(text) => {
                 let millis = duration_millis(&text.value())
                     .ok_or_else(|| wrong("a duration as a string: \"500ms\", \"30s\", \"5m\" or \"1h\""))?;
@@ -255,6 +256,24 @@ fn check(settings: Vec<Setting>) -> syn::Result<Vec<Setting>> {
             .find(|s| s.key == key)
             .and_then(|s| s.signal.clone())
     };
+    if let (Some((a, _)), Some((o, span))) = (signal_of("activate_on"), signal_of("oneshot_on"))
+        && a != o
+    {
+        return Err(syn::Error::new(
+            span,
+            "activate_on and oneshot_on cannot be combined: one listens for good once activated, the other serves one session per signal",
+        ));
+    }
+    let manual = settings
+        .iter()
+        .find(|s| s.key == "thread")
+        .is_some_and(|s| s.call.to_string().contains("false"));
+    if let (true, Some((_, span))) = (manual, signal_of("activate_on")) {
+        return Err(syn::Error::new(
+            span,
+            "thread = false is manual mode (handle_oneshot); it cannot wait for activate_on",
+        ));
+    }
     if let (Some((a, _)), Some((o, span))) = (signal_of("activate_on"), signal_of("oneshot_on"))
         && a == o
     {

@@ -64,7 +64,8 @@ pub fn install(options: Options) -> Result<Handle, Error> {
         }
     }
     logging::configure(options.verbose, &options.verbose_destination, every_session_ended)?;
-    let server = Server::start(&options, validated)?;
+    let mode = validated.mode;
+    let server = Server::start(&options, validated, mode)?;
     INSTALLED_BY.store(std::process::id(), Ordering::Release);
     EXIT_HOOK.call_once(|| {
         if let Err(e) = sys::at_exit(at_exit) {
@@ -142,15 +143,26 @@ impl Handle {
         self.live().and_then(|server| server.socket_path())
     }
 
-    /// Serves one session now, for applications that trigger manhole themselves.
+    /// Opens the socket for one session now, as the `oneshot_on` signal would: for
+    /// applications that own their signals or trigger manhole from something else (a file that
+    /// appears, an admin endpoint; see the `file_trigger` recipe in the README).
+    ///
+    /// It returns at once: the `manhole` thread binds the socket, waits up to
+    /// [`Options::oneshot_timeout`] for one client, serves it and removes the socket. A call
+    /// while a session is being served is remembered and served next.
     ///
     /// # Errors
-    /// Not supported yet: always [`Error::NotSupported`].
+    /// [`Error::ConfigurationConflict`] unless installed with `oneshot_on` or `thread(false)`;
+    /// [`Error::AlreadyInstalled`]-free: a handle of an uninstalled manhole fails with
+    /// [`Error::NotSupported`].
     pub fn handle_oneshot(&self) -> Result<(), Error> {
-        Err(Error::NotSupported {
-            option: "handle_oneshot",
-            detail: "one-shot sessions arrive in a later release",
-        })
+        match self.live() {
+            Some(server) => server.fire_oneshot(),
+            None => Err(Error::NotSupported {
+                option: "handle_oneshot",
+                detail: "this manhole was uninstalled or replaced",
+            }),
+        }
     }
 
     /// Stops the manhole: the listener thread ends, open sessions are closed, and the socket

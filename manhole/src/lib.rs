@@ -84,6 +84,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+mod activation;
 mod console;
 mod death;
 mod error;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
+use crate::activation::Mode;
 use crate::logging::VerboseDestination;
 use crate::registry::Local;
 use crate::signal::{Signal, SignalSpec};
@@ -44,6 +45,7 @@ pub struct Options {
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) stack_signal: Option<SignalSpec>,
+    pub(crate) oneshot_timeout: Duration,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             max_sessions: 32,
             idle_timeout: Duration::from_secs(3600),
             stack_signal: None,
+            oneshot_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -88,8 +91,9 @@ impl Options {
 
     /// Listen only after this signal arrives (`"USR1"`, `"SIGUSR1"`, `10` or a [`Signal`]).
     ///
-    /// # Limitations
-    /// Not supported yet: `install` returns [`Error::NotSupported`].
+    /// Until then there is no socket and no listener; a dormant thread sleeps until the
+    /// signal. The signal is registered with `signal-hook`, so a handler the application had
+    /// for it still runs; the same signal again is harmless.
     pub fn activate_on(mut self, signal: impl Into<SignalSpec>) -> Self {
         self.activate_on = Some(signal.into());
         self
@@ -97,19 +101,19 @@ impl Options {
 
     /// Serve exactly one session each time this signal arrives, then remove the socket.
     ///
-    /// # Limitations
-    /// Not supported yet: `install` returns [`Error::NotSupported`].
+    /// On the signal the socket is created; the first client within
+    /// [`oneshot_timeout`](Options::oneshot_timeout) (30 s by default) is served, and the socket
+    /// is removed as soon as it is in (or when the time is up). The application's threads never
+    /// wait: a dormant manhole thread does all of it. Combine with
+    /// [`Handle::handle_oneshot`](crate::Handle::handle_oneshot) to trigger it from code too.
     pub fn oneshot_on(mut self, signal: impl Into<SignalSpec>) -> Self {
         self.oneshot_on = Some(signal.into());
         self
     }
 
-    /// Whether a listener thread serves connections (the default). `false` with no signal
-    /// option is manual mode: nothing listens until [`Handle::handle_oneshot`](crate::Handle::handle_oneshot).
-    ///
-    /// # Limitations
-    /// Manual mode is not supported yet: `thread(false)` makes `install` return
-    /// [`Error::NotSupported`].
+    /// Whether manhole listens on its own (the default). `false` is manual mode: nothing
+    /// listens until [`Handle::handle_oneshot`](crate::Handle::handle_oneshot) asks for one
+    /// session (as with `oneshot_on`). It cannot be combined with `activate_on`.
     pub fn thread(mut self, thread: bool) -> Self {
         self.thread = thread;
         self
@@ -217,6 +221,12 @@ impl Options {
         self
     }
 
+    /// How long a one-shot socket waits for its client before it is removed (default 30 s).
+    pub fn oneshot_timeout(mut self, timeout: Duration) -> Self {
+        self.oneshot_timeout = timeout;
+        self
+    }
+
     /// The signal each thread is sent so that it records its own stack (by default the highest
     /// real-time signal that nothing in the process handles yet).
     ///
@@ -273,6 +283,7 @@ impl Options {
                 "max_sessions" => self.max_sessions(number()?),
                 "reinstall_delay" => self.reinstall_delay(duration()?),
                 "idle_timeout" => self.idle_timeout(duration()?),
+                "oneshot_timeout" => self.oneshot_timeout(duration()?),
                 "verbose_destination" => self.verbose_destination(parse_destination(value)),
                 "sigmask" => self.sigmask(SigMask::parse(value)),
                 _ => {
@@ -325,23 +336,29 @@ impl Options {
             }
         }
         let sigmask = self.sigmask.resolve()?;
-        if activate_on.is_some() {
-            return Err(not_yet(
-                "activate_on",
-                "signal activation arrives in a later release",
-            ));
-        }
-        if oneshot_on.is_some() {
-            return Err(not_yet(
-                "oneshot_on",
-                "one-shot sessions arrive in a later release",
-            ));
-        }
-        if !self.thread {
-            return Err(not_yet(
-                "thread",
-                "manual mode (thread(false)) arrives with handle_oneshot",
-            ));
+        let mode = match (activate_on, oneshot_on, self.thread) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::ConfigurationConflict {
+                    message: "activate_on and oneshot_on cannot be combined: one listens for good once \
+                              activated, the other serves one session per signal"
+                        .to_owned(),
+                });
+            }
+            (Some(_), None, false) => {
+                return Err(Error::ConfigurationConflict {
+                    message: "thread(false) is manual mode (handle_oneshot); it cannot wait for activate_on"
+                        .to_owned(),
+                });
+            }
+            (Some(signal), None, true) => Mode::ActivateOn(signal),
+            (None, Some(signal), _) => Mode::Oneshot(Some(signal)),
+            (None, None, false) => Mode::Oneshot(None),
+            (None, None, true) => Mode::Always,
+        };
+        if self.oneshot_timeout.is_zero() {
+            return Err(Error::ConfigurationConflict {
+                message: "oneshot_timeout is 0, so no client could ever connect".to_owned(),
+            });
         }
         if self.patch_fork {
             return Err(not_yet(
@@ -380,6 +397,7 @@ impl Options {
         Ok(Validated {
             sigmask,
             stack_signal,
+            mode,
         })
     }
 }
@@ -400,6 +418,7 @@ pub(crate) const KEYS: &[&str] = &[
     "redirect_stderr",
     "max_sessions",
     "idle_timeout",
+    "oneshot_timeout",
     "stack_signal",
 ];
 
@@ -455,6 +474,7 @@ pub(crate) struct Validated {
     /// What manhole's threads block (never the stack signal: they are dumped like any other).
     pub(crate) sigmask: SignalSet,
     pub(crate) stack_signal: Option<Signal>,
+    pub(crate) mode: Mode,
 }
 
 impl fmt::Debug for Options {
@@ -477,6 +497,7 @@ impl fmt::Debug for Options {
             .field("max_sessions", &self.max_sessions)
             .field("idle_timeout", &self.idle_timeout)
             .field("stack_signal", &self.stack_signal)
+            .field("oneshot_timeout", &self.oneshot_timeout)
             .finish()
     }
 }
@@ -592,14 +613,30 @@ mod tests {
     #[test]
     fn later_features_say_so() {
         rejects(
-            Options::new().activate_on("USR1"),
-            "option `activate_on` is not supported yet",
+            Options::new().activate_on("USR1").oneshot_on("USR2"),
+            "cannot be combined",
         );
         rejects(
-            Options::new().oneshot_on(12),
-            "option `oneshot_on` is not supported yet",
+            Options::new().activate_on("USR1").thread(false),
+            "thread(false) is manual mode",
         );
-        rejects(Options::new().thread(false), "option `thread`");
+        rejects(
+            Options::new().oneshot_on("USR2").oneshot_timeout(Duration::ZERO),
+            "oneshot_timeout is 0",
+        );
+        assert_eq!(
+            Options::new().activate_on("USR1").validate().unwrap().mode,
+            Mode::ActivateOn(Signal::USR1)
+        );
+        assert_eq!(
+            Options::new().oneshot_on(12).validate().unwrap().mode,
+            Mode::Oneshot(Some(Signal::USR2))
+        );
+        assert_eq!(
+            Options::new().thread(false).validate().unwrap().mode,
+            Mode::Oneshot(None)
+        );
+        assert_eq!(Options::new().validate().unwrap().mode, Mode::Always);
         rejects(Options::new().patch_fork(true), "option `patch_fork`");
         rejects(Options::new().redirect_stderr(true), "option `redirect_stderr`");
         rejects(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::activation::{self, Mode, Trigger};
 use crate::listener::{self, SocketFile};
 use crate::logging::mlog;
 use crate::options::{Options, Validated};
@@ -60,13 +61,19 @@ pub(crate) struct Server {
     pub(crate) config: Config,
     /// Values given to `Options::local`.
     locals: Vec<Local>,
-    /// Descriptors manhole holds besides the sessions': the listening socket and the wake pipe.
-    own_fds: Vec<RawFd>,
+    /// Descriptors manhole holds besides the sessions': the listening socket and the pipes.
+    own_fds: Mutex<Vec<RawFd>>,
+    /// When it listens, and what makes it listen.
+    mode: Mode,
+    trigger: Option<Arc<Trigger>>,
+    /// Where it listens when it listens.
+    path: PathBuf,
     pub(crate) started: Instant,
     /// The process that runs this manhole. In a forked child the threads do not exist and the
     /// sockets are shared with the parent, so a child must never act on them.
     owner_pid: u32,
-    socket: SocketFile,
+    /// The socket file while one exists.
+    socket: Mutex<Option<SocketFile>>,
     sigmask: SignalSet,
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
@@ -78,7 +85,8 @@ pub(crate) struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("socket", &self.socket.path)
+            .field("path", &self.path)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -99,30 +107,31 @@ fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> 
 }
 
 impl Server {
-    /// Binds the socket and starts the listener thread.
-    pub(crate) fn start(options: &Options, validated: Validated) -> Result<Arc<Server>, Error> {
+    /// Starts the `manhole` thread: listening at once (always-on mode, where a bad socket path
+    /// fails the install), or dormant until its trigger fires.
+    pub(crate) fn start(options: &Options, validated: Validated, mode: Mode) -> Result<Arc<Server>, Error> {
         let path = options
             .socket_path
             .clone()
             .unwrap_or_else(|| listener::default_socket_path(std::process::id()));
-        let bound = listener::bind(&path)?;
-        bound.file.arm_death_cleanup();
-        mlog!("Manhole UDS path: {}", path.display());
-        let (wake_rx, wake_tx) = match UnixStream::pair() {
-            Ok(pair) => pair,
-            Err(e) => {
-                bound.file.remove();
-                return Err(Error::io("create the wake-up pipe", None, e));
-            }
-        };
-        let own_fds = vec![
-            bound.listener.as_raw_fd(),
-            wake_rx.as_raw_fd(),
-            wake_tx.as_raw_fd(),
-        ];
+        let (wake_rx, wake_tx) =
+            UnixStream::pair().map_err(|e| Error::io("create the wake-up pipe", None, e))?;
+        let trigger = match mode {
+            Mode::Always => None,
+            Mode::ActivateOn(signal) => Some(Trigger::new(Some(signal))),
+            Mode::Oneshot(signal) => Some(Trigger::new(signal)),
+        }
+        .transpose()
+        .map_err(|e| Error::io("register the activation signal", None, e))?
+        .map(Arc::new);
+        let mut own_fds = vec![wake_rx.as_raw_fd(), wake_tx.as_raw_fd()];
+        own_fds.extend(trigger.iter().flat_map(|t| t.fds()));
         let server = Arc::new(Server {
             locals: options.locals.clone(),
-            own_fds,
+            own_fds: Mutex::new(own_fds),
+            mode,
+            trigger,
+            path,
             config: Config {
                 max_sessions: options.max_sessions,
                 idle_timeout: options.idle_timeout,
@@ -130,7 +139,7 @@ impl Server {
             },
             started: Instant::now(),
             owner_pid: std::process::id(),
-            socket: bound.file,
+            socket: Mutex::new(None),
             sigmask: validated.sigmask,
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -139,17 +148,84 @@ impl Server {
             listener_thread: Mutex::new(None),
         });
         let worker = Arc::clone(&server);
-        let listener = bound.listener;
-        match spawn("manhole", &server.sigmask, move || {
-            worker.listen(listener, wake_rx)
-        }) {
+        let spawned = match (mode, server.trigger.clone()) {
+            (Mode::Always, _) | (_, None) => {
+                let listener = server.bind()?;
+                spawn("manhole", &server.sigmask, move || {
+                    worker.listen(listener, wake_rx, None)
+                })
+            }
+            (_, Some(trigger)) => {
+                let timeout = options.oneshot_timeout;
+                spawn("manhole", &server.sigmask, move || {
+                    activation::run_dormant(worker, trigger, wake_rx, timeout)
+                })
+            }
+        };
+        match spawned {
             Ok(handle) => *lock(&server.listener_thread) = Some(handle),
             Err(e) => {
-                server.socket.remove();
+                server.unbind();
                 return Err(Error::io("start the listener thread", None, e));
             }
         }
         Ok(server)
+    }
+
+    /// When this manhole listens.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Claims the socket path and listens there.
+    pub(crate) fn bind(&self) -> Result<UnixListener, Error> {
+        let bound = listener::bind(&self.path)?;
+        bound.file.arm_death_cleanup();
+        mlog!("Manhole UDS path: {}", self.path.display());
+        lock(&self.own_fds).push(bound.listener.as_raw_fd());
+        *lock(&self.socket) = Some(bound.file);
+        Ok(bound.listener)
+    }
+
+    /// Removes the socket file (the listening socket itself is closed by its owner).
+    pub(crate) fn unbind(&self) {
+        if let Some(file) = lock(&self.socket).take() {
+            file.remove();
+        }
+        let trigger_fds: Vec<RawFd> = self.trigger.iter().flat_map(|t| t.fds()).collect();
+        let wake_fds = 2;
+        lock(&self.own_fds).truncate(wake_fds + trigger_fds.len());
+    }
+
+    /// Makes a one-shot manhole serve one session now.
+    pub(crate) fn fire_oneshot(&self) -> Result<(), Error> {
+        match (&self.mode, &self.trigger) {
+            (Mode::Oneshot(_), Some(trigger)) => trigger
+                .fire()
+                .map_err(|e| Error::io("trigger a one-shot session", None, e)),
+            _ => Err(Error::ConfigurationConflict {
+                message:
+                    "handle_oneshot() works with oneshot_on or thread(false); this manhole listens on its own"
+                        .to_owned(),
+            }),
+        }
+    }
+
+    /// Waits until no session is open, or the manhole stops; false when it stops.
+    pub(crate) fn wait_until_no_session_or_stopping(&self) -> bool {
+        let mut sessions = lock(&self.sessions);
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return false;
+            }
+            if sessions.open.is_empty() {
+                return true;
+            }
+            sessions = self
+                .sessions_changed
+                .wait(sessions)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// A server that listens nowhere and has no threads: the console's unit tests run commands
@@ -163,10 +239,15 @@ impl Server {
                 daemon_connection: true,
             },
             locals,
-            own_fds: Vec::new(),
+            own_fds: Mutex::new(Vec::new()),
+            mode: Mode::Always,
+            trigger: None,
+            path: PathBuf::from("/tmp/manhole-unit-test"),
             started: Instant::now(),
             owner_pid: std::process::id(),
-            socket: SocketFile::detached(std::path::Path::new("/tmp/manhole-unit-test")),
+            socket: Mutex::new(Some(SocketFile::detached(std::path::Path::new(
+                "/tmp/manhole-unit-test",
+            )))),
             sigmask: SignalSet::empty(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -178,7 +259,10 @@ impl Server {
 
     /// Where this manhole listens, until it is stopped (never in a forked child).
     pub(crate) fn socket_path(&self) -> Option<PathBuf> {
-        (!self.stopping.load(Ordering::Acquire) && self.runs_here()).then(|| self.socket.path.clone())
+        if self.stopping.load(Ordering::Acquire) || !self.runs_here() {
+            return None;
+        }
+        lock(&self.socket).as_ref().map(|file| file.path.clone())
     }
 
     /// Whether this process is the one whose threads serve this manhole (false after fork).
@@ -188,7 +272,12 @@ impl Server {
 
     /// The accept loop of the `manhole` thread. It sleeps in poll(2) until a client or the
     /// wake-up pipe makes it runnable: no timer, no wake-ups while idle.
-    fn listen(self: Arc<Self>, listener: UnixListener, mut wake: UnixStream) {
+    pub(crate) fn listen(
+        self: Arc<Self>,
+        listener: UnixListener,
+        mut wake: UnixStream,
+        trigger: Option<Arc<Trigger>>,
+    ) {
         let pid = std::process::id();
         // After a failed accept (EMFILE…), the waiting client keeps the listener readable:
         // watch only the wake-up pipe until the back-off has passed, then try again.
@@ -203,6 +292,10 @@ impl Server {
                 if !backing_off {
                     fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
                 }
+                // Once activated, a repeated activation signal is read away and ignored.
+                if let Some(trigger) = &trigger {
+                    fds.push(PollFd::new(trigger.reader(), PollFlags::POLLIN));
+                }
                 let timeout = if backing_off {
                     PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX)
                 } else {
@@ -210,7 +303,12 @@ impl Server {
                 };
                 let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
                 match poll(&mut fds, timeout) {
-                    Ok(_) => (fds.get(1).is_some_and(ready), ready(&fds[0])),
+                    Ok(_) => {
+                        if let Some(trigger) = &trigger {
+                            trigger.drain();
+                        }
+                        (!backing_off && fds.get(1).is_some_and(ready), ready(&fds[0]))
+                    }
                     Err(nix::errno::Errno::EINTR) => (false, false),
                     Err(e) => {
                         mlog!("poll failed: {e}; retrying");
@@ -257,7 +355,7 @@ impl Server {
     }
 
     /// Checks who connected and starts a session, or refuses with one line and EOF.
-    fn admit(self: &Arc<Self>, stream: UnixStream) {
+    pub(crate) fn admit(self: &Arc<Self>, stream: UnixStream) {
         let fd = stream.as_raw_fd();
         let refuse = |line: &str| {
             // One line into an empty socket buffer: never blocks, and never raises SIGPIPE.
@@ -390,7 +488,7 @@ impl Server {
 
     /// Every descriptor manhole holds: listening socket, wake pipe, sessions, log file.
     pub(crate) fn own_fds(&self) -> Vec<RawFd> {
-        let mut fds = self.own_fds.clone();
+        let mut fds = lock(&self.own_fds).clone();
         for entry in lock(&self.sessions).open.values() {
             fds.push(entry.fd);
             fds.push(entry.stream.as_raw_fd());
@@ -410,10 +508,16 @@ impl Server {
         if self.stopping.swap(true, Ordering::AcqRel) || !self.runs_here() {
             return;
         }
-        self.socket.remove();
+        self.unbind();
         if let Some(wake) = lock(&self.wake).take() {
             let _ = sys::send_all(&wake, b"x", true);
         }
+        // A one-shot thread may be waiting for its session: it sees `stopping` now.
+        self.sessions_changed.notify_all();
+    }
+
+    /// Waits for the `manhole` thread to finish (after `stop_listening`).
+    fn join_listener(&self) {
         let handle = lock(&self.listener_thread).take();
         if let Some(handle) = handle
             && handle.thread().id() != thread::current().id()
@@ -464,6 +568,7 @@ impl Server {
         if !self.runs_here() {
             return true;
         }
+        self.join_listener();
         let me = thread::current().id();
         for entry in lock(&self.sessions)
             .open
@@ -487,6 +592,7 @@ impl Server {
             return;
         }
         self.stop_listening();
+        self.join_listener();
         if !self.config.daemon_connection && !IN_SESSION.with(std::cell::Cell::get) {
             let open = self.sessions().len();
             if open > 0 {

@@ -8,6 +8,9 @@
 //!   `exhaust-fds` takes every free file descriptor, `release-fds` gives them back.
 //!   `--own-handler-before SIG` / `--own-handler-after SIG` (TERM or INT): the application's own
 //!   handler, installed before or after manhole, prints `app handler ran` and exits with 42.
+//!   `--activate-on SIG`, `--oneshot-on SIG`, `--manual`, `--oneshot-ms N`: activation modes;
+//!   the command `oneshot` calls `handle_oneshot()`. `--signalfd-usr2` blocks SIGUSR2 after
+//!   install and reads it from a signalfd, printing `signalfd got 12`.
 //! `manhole-testapp from-env`: `manhole::install_from_env()`, then `ready <path>`,
 //!   `not installed` or `error: …`.
 //! `manhole-testapp connect PATH`: a client; prints what the server sends until EOF.
@@ -78,6 +81,18 @@ fn options(args: &[String]) -> manhole::Options {
     if args.iter().any(|a| a == "--daemon") {
         options = options.daemon_connection(true);
     }
+    if let Some(signal) = value(args, "--activate-on") {
+        options = options.activate_on(signal);
+    }
+    if let Some(signal) = value(args, "--oneshot-on") {
+        options = options.oneshot_on(signal);
+    }
+    if args.iter().any(|a| a == "--manual") {
+        options = options.thread(false);
+    }
+    if let Some(ms) = value(args, "--oneshot-ms") {
+        options = options.oneshot_timeout(Duration::from_millis(ms.parse().expect("--oneshot-ms N")));
+    }
     if let Some(path) = value(args, "--log-file") {
         options = options.verbose_destination(path);
     }
@@ -142,6 +157,9 @@ fn serve(args: &[String]) {
     if let Some(signal) = value(args, "--own-handler-after") {
         own_handler(signal);
     }
+    if args.iter().any(|a| a == "--signalfd-usr2") {
+        signalfd_usr2();
+    }
     say(&format!("ready {}", path_of(&handle)));
     let mut hoard: Vec<std::fs::File> = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -165,6 +183,10 @@ fn serve(args: &[String]) {
                 say(&format!("uninstalled, path now {}", path_of(&handle)));
             }
             "path" => say(&path_of(&handle)),
+            "oneshot" => match handle.handle_oneshot() {
+                Ok(()) => say("oneshot requested"),
+                Err(e) => say(&format!("error: {e}")),
+            },
             "exhaust-fds" => {
                 // Take every free descriptor, so the next accept fails with EMFILE.
                 while let Ok(file) = std::fs::File::open("/dev/null") {
@@ -207,23 +229,56 @@ fn serve(args: &[String]) {
     }
 }
 
-/// The application's own handler for `signal`: it says so on stdout and exits with 42.
+/// The application's own handler for `signal`: it says so on stdout, and for TERM and INT
+/// exits with 42.
 fn own_handler(signal: &str) {
-    extern "C" fn handled(_: libc::c_int) {
+    extern "C" fn handled(signal: libc::c_int) {
         let line = b"app handler ran\n";
         // SAFETY: write and _exit are async-signal-safe; the buffer is a static byte string.
         unsafe {
             libc::write(1, line.as_ptr().cast(), line.len());
-            libc::_exit(42);
+            if signal != libc::SIGUSR1 {
+                libc::_exit(42);
+            }
         }
     }
     let number = match signal {
         "TERM" => libc::SIGTERM,
         "INT" => libc::SIGINT,
+        "USR1" => libc::SIGUSR1,
         other => panic!("no handler for {other}"),
     };
     // SAFETY: installs a handler that only makes async-signal-safe calls.
     unsafe { libc::signal(number, handled as *const () as libc::sighandler_t) };
+}
+
+/// Blocks SIGUSR2 in the main thread (after manhole's threads exist) and reads it from a
+/// signalfd on a thread of its own, printing `signalfd got N` for each one.
+fn signalfd_usr2() {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset/sigaddset; the mask change is
+    // the point of the test; signalfd and read are given valid buffers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        assert!(fd >= 0, "signalfd");
+        // The reader inherits the blocked mask from this thread.
+        std::thread::spawn(move || {
+            loop {
+                let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+                let n = libc::read(
+                    fd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of_val(&info),
+                );
+                if n > 0 {
+                    say(&format!("signalfd got {}", info.ssi_signo));
+                }
+            }
+        });
+    }
 }
 
 fn path_of(handle: &manhole::Handle) -> String {

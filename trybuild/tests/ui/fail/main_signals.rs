@@ -8,5 +8,11 @@ fn b() {}
 #[manhole::main(stack_signal = 99)]
 fn c() {}
 
+#[manhole::main(activate_on = "USR1", oneshot_on = "SIGUSR2")]
+fn d() {}
+
+#[manhole::main(activate_on = "USR1", thread = false)]
+fn e() {}
+
 #[manhole::main(activate_on = "USR1", oneshot_on = "SIGUSR1")]
 fn main() {}

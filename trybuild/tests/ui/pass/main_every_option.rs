@@ -1,9 +1,10 @@
-// Every literal option; activate_on needs a later release, so install reports it and main runs on.
+// Every literal option (activate_on has its own case: it cannot be combined with oneshot_on);
+// patch_fork and redirect_stderr are accepted by the macro.
 #[manhole::main(
     socket_path = "/tmp/manhole-trybuild-every.sock",
-    activate_on = "SIGUSR1",
     oneshot_on = 12,
-    thread = true,
+    oneshot_timeout = "2s",
+    thread = false,
     patch_fork = false,
     reinstall_delay = "250ms",
     strict = false,

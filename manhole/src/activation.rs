@@ -1,0 +1,239 @@
+//! How a manhole comes to listen: always (from install), after a signal (`activate_on`), one
+//! session per signal or per [`Handle::handle_oneshot`](crate::Handle::handle_oneshot)
+//! (`oneshot_on`, and manual mode with `thread(false)`).
+//!
+//! A signal never does the work itself: the action registered with signal-hook-registry (which
+//! keeps calling any handler the application had) writes one byte to a non-blocking pipe, and
+//! the dormant `manhole` thread, asleep in poll(2), does the rest. A repeated signal only adds a
+//! byte, or nothing once the pipe is full. The byte written is drained before acting, so a
+//! signal arriving while a one-shot session runs is not lost but also not counted twice.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::Signal;
+use crate::logging::mlog;
+use crate::server::Server;
+
+/// When the manhole listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// From install on.
+    Always,
+    /// From the first time this signal arrives on.
+    ActivateOn(Signal),
+    /// One session each time the signal arrives (if any) or `handle_oneshot` is called.
+    Oneshot(Option<Signal>),
+}
+
+/// The pipe a signal or `handle_oneshot` writes to, and the signal action that writes it.
+pub(crate) struct Trigger {
+    reader: UnixStream,
+    writer: UnixStream,
+    action: Option<signal_hook_registry::SigId>,
+}
+
+impl std::fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trigger")
+            .field("signal_action", &self.action.is_some())
+            .finish()
+    }
+}
+
+impl Trigger {
+    /// A trigger, fired by `signal` if one is given.
+    pub(crate) fn new(signal: Option<Signal>) -> io::Result<Trigger> {
+        let (reader, writer) = UnixStream::pair()?;
+        writer.set_nonblocking(true)?;
+        reader.set_nonblocking(true)?;
+        let action = match signal {
+            Some(signal) => {
+                let fd: RawFd = writer.as_raw_fd();
+                // SAFETY: the action only calls write(2), which is async-signal-safe, on a
+                // descriptor that stays open until the action is unregistered (see `Drop`).
+                let id = unsafe {
+                    signal_hook_registry::register(signal.as_raw(), move || {
+                        let byte = 1u8;
+                        libc::write(fd, (&byte as *const u8).cast(), 1);
+                    })
+                }?;
+                Some(id)
+            }
+            None => None,
+        };
+        Ok(Trigger {
+            reader,
+            writer,
+            action,
+        })
+    }
+
+    /// Fires the trigger from ordinary code.
+    pub(crate) fn fire(&self) -> io::Result<()> {
+        match (&self.writer).write_byte() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()), // already pending
+            other => other,
+        }
+    }
+
+    /// Descriptors it holds, for `fds`.
+    pub(crate) fn fds(&self) -> [RawFd; 2] {
+        [self.reader.as_raw_fd(), self.writer.as_raw_fd()]
+    }
+
+    /// The end the dormant thread watches.
+    pub(crate) fn reader(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.reader.as_fd()
+    }
+
+    /// Reads away pending trigger bytes.
+    pub(crate) fn drain(&self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.reader).read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+trait WriteByte {
+    fn write_byte(self) -> io::Result<()>;
+}
+
+impl WriteByte for &UnixStream {
+    fn write_byte(self) -> io::Result<()> {
+        use std::io::Write;
+        let mut stream = self;
+        stream.write_all(&[1])
+    }
+}
+
+impl Drop for Trigger {
+    fn drop(&mut self) {
+        // The action goes before the pipe it writes to.
+        if let Some(action) = self.action.take() {
+            signal_hook_registry::unregister(action);
+        }
+    }
+}
+
+/// What woke a dormant manhole thread.
+enum Woken {
+    Triggered,
+    Stopping,
+}
+
+/// Sleeps until the trigger fires or the manhole stops. No timer: no wake-ups while idle.
+fn wait(trigger: &Trigger, wake: &UnixStream, timeout: Option<Duration>) -> Option<Woken> {
+    loop {
+        let mut fds = [
+            PollFd::new(trigger.reader.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
+        let limit = timeout.map_or(PollTimeout::NONE, |t| {
+            PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, limit) {
+            Ok(0) => return None,
+            Ok(_) => {
+                let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+                if ready(&fds[1]) {
+                    return Some(Woken::Stopping);
+                }
+                if ready(&fds[0]) {
+                    trigger.drain();
+                    return Some(Woken::Triggered);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                mlog!("poll failed: {e}; the manhole stops listening for triggers");
+                return Some(Woken::Stopping);
+            }
+        }
+    }
+}
+
+/// The body of the `manhole` thread for the modes that start dormant.
+pub(crate) fn run_dormant(server: Arc<Server>, trigger: Arc<Trigger>, wake: UnixStream, timeout: Duration) {
+    let pid = std::process::id();
+    match server.mode() {
+        Mode::ActivateOn(signal) => {
+            mlog!("Waiting for {signal} to start listening (in pid:{pid}) ...");
+            loop {
+                match wait(&trigger, &wake, None) {
+                    Some(Woken::Triggered) => match server.bind() {
+                        Ok(listener) => {
+                            mlog!("Activated by {signal}");
+                            server.listen(listener, wake, Some(trigger));
+                            return;
+                        }
+                        Err(e) => mlog!("Cannot activate on {signal}: {e}; waiting for the next one"),
+                    },
+                    _ => return,
+                }
+            }
+        }
+        Mode::Oneshot(signal) => {
+            let cause = signal.map_or_else(
+                || "handle_oneshot()".to_owned(),
+                |s| format!("{s} or handle_oneshot()"),
+            );
+            loop {
+                mlog!("Waiting for {cause} to serve one session (in pid:{pid}) ...");
+                match wait(&trigger, &wake, None) {
+                    Some(Woken::Triggered) => {
+                        if !serve_once(&server, &wake, timeout) {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        }
+        Mode::Always => {}
+    }
+}
+
+/// Binds, waits up to `timeout` for one client, serves it, and removes the socket as soon as
+/// the client is in. Returns false when the manhole is stopping.
+fn serve_once(server: &Arc<Server>, wake: &UnixStream, timeout: Duration) -> bool {
+    let listener: UnixListener = match server.bind() {
+        Ok(listener) => listener,
+        Err(e) => {
+            mlog!("Cannot serve a one-shot session: {e}");
+            return true;
+        }
+    };
+    let mut fds = [
+        PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+    ];
+    let limit = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let outcome = poll(&mut fds, limit);
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    if ready(&fds[1]) {
+        server.unbind();
+        return false;
+    }
+    let client = match outcome {
+        Ok(0) => None,
+        _ => listener.accept().ok().map(|(stream, _)| stream),
+    };
+    // Exactly one session: nobody else gets in from here on.
+    drop(listener);
+    server.unbind();
+    match client {
+        None => {
+            mlog!("No client within {} s; socket removed", timeout.as_secs());
+            true
+        }
+        Some(stream) => {
+            server.admit(stream);
+            server.wait_until_no_session_or_stopping()
+        }
+    }
+}
