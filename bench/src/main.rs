@@ -114,7 +114,9 @@ impl Workload {
 
 impl Drop for Workload {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: manhole removes the workload's socket on the way out.
+        // SAFETY: signals this benchmark's own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::Signal;
+use crate::fork::Registered;
 use crate::logging::mlog;
 use crate::server::Server;
 
@@ -33,8 +34,8 @@ pub(crate) enum Mode {
 
 /// The pipe a signal or `handle_oneshot` writes to, and the signal action that writes it.
 pub(crate) struct Trigger {
-    reader: UnixStream,
-    writer: UnixStream,
+    reader: Registered<UnixStream>,
+    writer: Registered<UnixStream>,
     action: Option<signal_hook_registry::SigId>,
 }
 
@@ -52,15 +53,21 @@ impl Trigger {
         let (reader, writer) = UnixStream::pair()?;
         writer.set_nonblocking(true)?;
         reader.set_nonblocking(true)?;
+        let (reader, writer) = (Registered::new(reader), Registered::new(writer));
         let action = match signal {
             Some(signal) => {
                 let fd: RawFd = writer.as_raw_fd();
-                // SAFETY: the action only calls write(2), which is async-signal-safe, on a
-                // descriptor that stays open until the action is unregistered (see `Drop`).
+                let owner = std::process::id() as libc::pid_t;
+                // SAFETY: the action only calls getpid(2) and write(2), both async-signal-safe,
+                // on a descriptor that stays open until the action is unregistered (see
+                // `Drop`). In a forked child the descriptor is closed and its number may be
+                // reused, so the action does nothing there.
                 let id = unsafe {
                     signal_hook_registry::register(signal.as_raw(), move || {
-                        let byte = 1u8;
-                        libc::write(fd, (&byte as *const u8).cast(), 1);
+                        if libc::getpid() == owner {
+                            let byte = 1u8;
+                            libc::write(fd, (&byte as *const u8).cast(), 1);
+                        }
                     })
                 }?;
                 Some(id)
@@ -76,7 +83,7 @@ impl Trigger {
 
     /// Fires the trigger from ordinary code.
     pub(crate) fn fire(&self) -> io::Result<()> {
-        match (&self.writer).write_byte() {
+        match (&*self.writer).write_byte() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()), // already pending
             other => other,
         }
@@ -95,7 +102,7 @@ impl Trigger {
     /// Reads away pending trigger bytes.
     pub(crate) fn drain(&self) {
         let mut sink = [0u8; 64];
-        while matches!((&self.reader).read(&mut sink), Ok(n) if n > 0) {}
+        while matches!((&*self.reader).read(&mut sink), Ok(n) if n > 0) {}
     }
 }
 
@@ -158,7 +165,12 @@ fn wait(trigger: &Trigger, wake: &UnixStream, timeout: Option<Duration>) -> Opti
 }
 
 /// The body of the `manhole` thread for the modes that start dormant.
-pub(crate) fn run_dormant(server: Arc<Server>, trigger: Arc<Trigger>, wake: UnixStream, timeout: Duration) {
+pub(crate) fn run_dormant(
+    server: Arc<Server>,
+    trigger: Arc<Trigger>,
+    wake: Registered<UnixStream>,
+    timeout: Duration,
+) {
     let pid = std::process::id();
     match server.mode() {
         Mode::ActivateOn(signal) => {
@@ -201,7 +213,7 @@ pub(crate) fn run_dormant(server: Arc<Server>, trigger: Arc<Trigger>, wake: Unix
 /// Binds, waits up to `timeout` for one client, serves it, and removes the socket as soon as
 /// the client is in. Returns false when the manhole is stopping.
 fn serve_once(server: &Arc<Server>, wake: &UnixStream, timeout: Duration) -> bool {
-    let listener: UnixListener = match server.bind() {
+    let listener: Registered<UnixListener> = match server.bind() {
         Ok(listener) => listener,
         Err(e) => {
             mlog!("Cannot serve a one-shot session: {e}");

@@ -48,9 +48,10 @@ pub fn install(options: Options) -> Result<Handle, Error> {
         validated.sigmask.remove(signal.as_raw());
     }
     let mut slot = installed();
-    // A manhole inherited through fork runs in the parent, not here: it does not count.
+    // A manhole inherited through fork runs in the parent, not here: it does not count. Its
+    // descriptors were closed in the child already; dropping it would close them twice.
     if slot.as_ref().is_some_and(|running| !running.runs_here()) {
-        slot.take();
+        std::mem::forget(slot.take());
     }
     let mut every_session_ended = true;
     if let Some(running) = slot.as_ref() {
@@ -65,7 +66,19 @@ pub fn install(options: Options) -> Result<Handle, Error> {
     }
     logging::configure(options.verbose, &options.verbose_destination, every_session_ended)?;
     let mode = validated.mode;
+    let reinstall_in_children =
+        options.patch_fork && mode == crate::activation::Mode::Always && options.socket_path.is_none();
     let server = Server::start(&options, validated, mode)?;
+    if options.patch_fork && !reinstall_in_children {
+        let why = match mode {
+            crate::activation::Mode::ActivateOn(s) => format!("activation is done by {s}"),
+            crate::activation::Mode::Oneshot(Some(s)) => format!("one-shot sessions are started by {s}"),
+            crate::activation::Mode::Oneshot(None) => "manual mode".to_owned(),
+            crate::activation::Mode::Always => "a socket_path is set and children cannot share it".to_owned(),
+        };
+        mlog!("Not giving forked children a manhole: {why}");
+    }
+    crate::fork::configure(&options, reinstall_in_children);
     INSTALLED_BY.store(std::process::id(), Ordering::Release);
     EXIT_HOOK.call_once(|| {
         if let Err(e) = sys::at_exit(at_exit) {
@@ -104,6 +117,23 @@ pub fn install_from_env() -> Result<Option<Handle>, Error> {
             None => Ok(None),
         },
         Err(_) => Ok(None),
+    }
+}
+
+/// In a forked child (from the `pthread_atfork` handler): forgets the parent's manhole without
+/// dropping it. Returns false if the state was locked at the moment of the fork (by a thread
+/// that does not exist in the child), in which case the child must not touch it.
+pub(crate) fn forget_inherited() -> bool {
+    match INSTALLED.try_lock() {
+        Ok(mut slot) => {
+            std::mem::forget(slot.take());
+            true
+        }
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+            std::mem::forget(poisoned.into_inner().take());
+            true
+        }
+        Err(std::sync::TryLockError::WouldBlock) => false,
     }
 }
 

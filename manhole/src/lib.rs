@@ -88,6 +88,7 @@ mod activation;
 mod console;
 mod death;
 mod error;
+mod fork;
 #[cfg(test)]
 mod fuzz;
 mod install;

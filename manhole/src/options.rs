@@ -55,7 +55,7 @@ impl Default for Options {
             activate_on: None,
             oneshot_on: None,
             thread: true,
-            patch_fork: false,
+            patch_fork: true,
             reinstall_delay: Duration::from_millis(500),
             strict: true,
             verbose: true,
@@ -120,13 +120,12 @@ impl Options {
     }
 
     /// Give a child created by `fork` (without `exec`) its own manhole at
-    /// `/tmp/manhole-<childpid>` after [`reinstall_delay`](Options::reinstall_delay).
+    /// `/tmp/manhole-<childpid>` after [`reinstall_delay`](Options::reinstall_delay). On by
+    /// default; it does nothing with `socket_path` (a child cannot share the path),
+    /// `activate_on` or `oneshot_on`.
     ///
-    /// Whatever this option says, a forked child never removes its parent's socket.
-    ///
-    /// # Limitations
-    /// Off by default in this release and not supported yet: `patch_fork(true)` makes `install`
-    /// return [`Error::NotSupported`].
+    /// Whatever this option says, a forked child closes its copies of manhole's descriptors
+    /// (so a parent's session still ends when it should) and never removes its parent's socket.
     pub fn patch_fork(mut self, patch_fork: bool) -> Self {
         self.patch_fork = patch_fork;
         self
@@ -359,12 +358,6 @@ impl Options {
             return Err(Error::ConfigurationConflict {
                 message: "oneshot_timeout is 0, so no client could ever connect".to_owned(),
             });
-        }
-        if self.patch_fork {
-            return Err(not_yet(
-                "patch_fork",
-                "forked children cannot get their own manhole yet",
-            ));
         }
         if self.redirect_stderr {
             return Err(not_yet(
@@ -637,7 +630,6 @@ mod tests {
             Mode::Oneshot(None)
         );
         assert_eq!(Options::new().validate().unwrap().mode, Mode::Always);
-        rejects(Options::new().patch_fork(true), "option `patch_fork`");
         rejects(Options::new().redirect_stderr(true), "option `redirect_stderr`");
         rejects(
             Options::new().local("x", Arc::new(1)).local("x", Arc::new(2)),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::activation::{self, Mode, Trigger};
+use crate::fork::Registered;
 use crate::listener::{self, SocketFile};
 use crate::logging::mlog;
 use crate::options::{Options, Validated};
@@ -33,7 +34,7 @@ pub(crate) struct Config {
 #[derive(Debug)]
 pub(crate) struct SessionEntry {
     /// A second handle on the client socket, to cut the session off at shutdown.
-    stream: UnixStream,
+    stream: Registered<UnixStream>,
     /// The session thread's own descriptor for the client socket.
     fd: RawFd,
     pub(crate) peer: PeerCred,
@@ -78,7 +79,7 @@ pub(crate) struct Server {
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
     stopping: AtomicBool,
-    wake: Mutex<Option<UnixStream>>,
+    wake: Mutex<Option<Registered<UnixStream>>>,
     listener_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -116,6 +117,7 @@ impl Server {
             .unwrap_or_else(|| listener::default_socket_path(std::process::id()));
         let (wake_rx, wake_tx) =
             UnixStream::pair().map_err(|e| Error::io("create the wake-up pipe", None, e))?;
+        let (wake_rx, wake_tx) = (Registered::new(wake_rx), Registered::new(wake_tx));
         let trigger = match mode {
             Mode::Always => None,
             Mode::ActivateOn(signal) => Some(Trigger::new(Some(signal))),
@@ -178,13 +180,13 @@ impl Server {
     }
 
     /// Claims the socket path and listens there.
-    pub(crate) fn bind(&self) -> Result<UnixListener, Error> {
+    pub(crate) fn bind(&self) -> Result<Registered<UnixListener>, Error> {
         let bound = listener::bind(&self.path)?;
         bound.file.arm_death_cleanup();
         mlog!("Manhole UDS path: {}", self.path.display());
         lock(&self.own_fds).push(bound.listener.as_raw_fd());
         *lock(&self.socket) = Some(bound.file);
-        Ok(bound.listener)
+        Ok(Registered::new(bound.listener))
     }
 
     /// Removes the socket file (the listening socket itself is closed by its owner).
@@ -274,8 +276,8 @@ impl Server {
     /// wake-up pipe makes it runnable: no timer, no wake-ups while idle.
     pub(crate) fn listen(
         self: Arc<Self>,
-        listener: UnixListener,
-        mut wake: UnixStream,
+        listener: Registered<UnixListener>,
+        mut wake: Registered<UnixStream>,
         trigger: Option<Arc<Trigger>>,
     ) {
         let pid = std::process::id();
@@ -356,6 +358,7 @@ impl Server {
 
     /// Checks who connected and starts a session, or refuses with one line and EOF.
     pub(crate) fn admit(self: &Arc<Self>, stream: UnixStream) {
+        let stream = Registered::new(stream);
         let fd = stream.as_raw_fd();
         let refuse = |line: &str| {
             // One line into an empty socket buffer: never blocks, and never raises SIGPIPE.
@@ -364,7 +367,7 @@ impl Server {
             // the line: drop what it sent already, then close.
             let _ = stream.set_nonblocking(true);
             let mut sink = [0u8; 4096];
-            while matches!((&stream).read(&mut sink), Ok(n) if n > 0) {}
+            while matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {}
         };
         if let Err(e) = stream
             .set_nonblocking(false)
@@ -409,7 +412,7 @@ impl Server {
                 ));
                 return;
             }
-            let Ok(shadow) = stream.try_clone() else {
+            let Ok(shadow) = stream.try_clone().map(Registered::new) else {
                 drop(sessions);
                 refuse("manhole: cannot start a session: out of file descriptors\n");
                 return;

@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use crate::console::{self, Context, Json, Outcome, Reply};
+use crate::fork::Registered;
 use crate::logging::mlog;
 use crate::server::Server;
 use crate::sys::{self, PeerCred};
@@ -164,7 +165,7 @@ pub(crate) fn banner() -> String {
 }
 
 /// Serves one client until it leaves, goes idle, or the manhole stops.
-pub(crate) fn serve(server: &Server, stream: UnixStream, peer: PeerCred) {
+pub(crate) fn serve(server: &Server, stream: Registered<UnixStream>, peer: PeerCred) {
     let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
     match converse(server, &stream, peer) {
         Ok(Ended::Quit) => mlog!("Session from PID:{pid} ended (quit)"),

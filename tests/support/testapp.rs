@@ -5,6 +5,8 @@
 //!   prints `ready <socket path>`, then reads commands, one per line:
 //!   `install-strict`, `install-replace`, `uninstall`, `path`, `fork-uninstall`,
 //!   `exhaust-fds`, `release-fds`, `exit`.
+//!   `fork-child` forks a child that sleeps 20 s (says `child <pid>`); `fork-exec` forks a
+//!   child that execs `sleep 2` at once.
 //!   `exhaust-fds` takes every free file descriptor, `release-fds` gives them back.
 //!   `--own-handler-before SIG` / `--own-handler-after SIG` (TERM or INT): the application's own
 //!   handler, installed before or after manhole, prints `app handler ran` and exits with 42.
@@ -197,6 +199,34 @@ fn serve(args: &[String]) {
             "release-fds" => {
                 hoard.clear();
                 say("released");
+            }
+            "fork-child" => {
+                // SAFETY: the child only sleeps and exits; its manhole thread (if any) is
+                // started by manhole's own fork handler.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        std::thread::sleep(Duration::from_secs(20));
+                        // SAFETY: ends the child without running the parent's exit hooks twice.
+                        unsafe { libc::_exit(0) };
+                    }
+                    child if child > 0 => say(&format!("child {child}")),
+                    _ => say("fork failed"),
+                }
+            }
+            "fork-exec" => {
+                // SAFETY: the child execs at once (argv is a static, NUL-terminated array);
+                // on failure it _exits.
+                match unsafe { libc::fork() } {
+                    // SAFETY: exec with a static, NUL-terminated argv; _exit if it fails.
+                    0 => unsafe {
+                        let program = c"/bin/sleep";
+                        let args = [program.as_ptr(), c"2".as_ptr(), std::ptr::null()];
+                        libc::execv(program.as_ptr(), args.as_ptr());
+                        libc::_exit(127);
+                    },
+                    child if child > 0 => say(&format!("child {child}")),
+                    _ => say("fork failed"),
+                }
             }
             "fork-uninstall" => {
                 // SAFETY: the child only calls manhole's uninstall and install (which must

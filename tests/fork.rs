@@ -1,0 +1,96 @@
+//! Forked children: their own manhole after the delay, nothing when they exec, nothing with a
+//! socket_path; the parent's socket and sessions are untouched.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::{App, Client, PATIENCE, unique_socket, wait_until};
+
+fn child_of(app: &mut App, command: &str) -> i32 {
+    let line = app.ask(command);
+    line.strip_prefix("child ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+fn kill(pid: i32) {
+    // SAFETY: kills the test app's own child, created for this test.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+#[test]
+fn a_forked_child_gets_its_own_manhole_and_the_parent_keeps_its_own() {
+    let mut app = App::serve(&[]);
+    let child = child_of(&mut app, "fork-child");
+    let child_socket = PathBuf::from(format!("/tmp/manhole-{child}"));
+    assert!(
+        wait_until(PATIENCE, || child_socket.exists()),
+        "the child's manhole appears after the delay"
+    );
+    let mut session = Client::connect(&child_socket);
+    let opening = session.opening();
+    assert!(opening.contains(&format!("ProcessID={child},")), "{opening}");
+    assert!(opening.contains(&format!("(pid {child})")), "{opening}");
+    assert!(
+        session
+            .command("info")
+            .starts_with(&format!("pid         {child} (parent {})", app.pid))
+    );
+    drop(session);
+    kill(child);
+    // The parent's socket survived the child and still serves.
+    assert!(app.socket.exists());
+    assert!(
+        Client::connect(&app.socket)
+            .opening()
+            .contains(&format!("(pid {})", app.pid))
+    );
+    let _ = std::fs::remove_file(&child_socket); // SIGKILLed: nothing removed it
+}
+
+#[test]
+fn fork_then_exec_within_the_delay_creates_nothing() {
+    let mut app = App::serve(&[]);
+    let child = child_of(&mut app, "fork-exec");
+    // The child execs `sleep 2` at once; well past the 500 ms delay, nothing appeared.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!PathBuf::from(format!("/tmp/manhole-{child}")).exists());
+    assert!(app.is_alive());
+}
+
+#[test]
+fn with_a_socket_path_children_get_no_manhole() {
+    let mut app = App::serve(&["--socket", unique_socket("forkpath").to_str().unwrap()]);
+    assert!(
+        app.stderr()
+            .contains("Not giving forked children a manhole: a socket_path is set"),
+        "{}",
+        app.stderr()
+    );
+    let child = child_of(&mut app, "fork-child");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!PathBuf::from(format!("/tmp/manhole-{child}")).exists());
+    kill(child);
+    Client::connect(&app.socket).opening();
+}
+
+#[test]
+fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
+    let mut app = App::serve(&["--socket", unique_socket("forksession").to_str().unwrap()]);
+    let mut session = Client::connect(&app.socket);
+    session.opening();
+    let child = child_of(&mut app, "fork-child");
+    // The child holds no copy of the session's socket: quitting ends it at once, child or not.
+    session.send(b"quit\n");
+    session
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(session.read_to_end(), "");
+    let mut next = Client::connect(&app.socket);
+    next.opening();
+    assert!(next.command("info").starts_with("pid "));
+    kill(child);
+}
