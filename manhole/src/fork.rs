@@ -69,6 +69,8 @@ pub(crate) fn configure(options: &Options, reinstall: bool) {
 }
 
 extern "C" fn in_child() {
+    // First the program's own stderr back (before the saved copy is closed below).
+    crate::stderr_tee::restore_in_child();
     for slot in &FDS {
         let fd = slot.swap(-1, Ordering::AcqRel);
         if fd >= 0 {

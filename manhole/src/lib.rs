@@ -101,6 +101,7 @@ mod server;
 mod session;
 mod signal;
 mod stacks;
+mod stderr_tee;
 mod sys;
 
 #[doc(inline)]

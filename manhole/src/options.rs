@@ -176,11 +176,12 @@ impl Options {
         self
     }
 
-    /// Show what the process writes to fd 2 in open sessions as well.
+    /// While a session is open, also show what the process writes to fd 2 in the sessions
+    /// (it still reaches the original stderr). Off by default.
     ///
-    /// # Limitations
-    /// Off by default and not supported yet: `redirect_stderr(true)` makes `install` return
-    /// [`Error::NotSupported`].
+    /// fd 2 is swapped for a pipe that a manhole thread empties at once, so the program never
+    /// waits for a client: a client that does not read misses output. The original fd 2 is
+    /// put back when the last session ends, and at once in a forked child.
     pub fn redirect_stderr(mut self, redirect: bool) -> Self {
         self.redirect_stderr = redirect;
         self
@@ -359,12 +360,6 @@ impl Options {
                 message: "oneshot_timeout is 0, so no client could ever connect".to_owned(),
             });
         }
-        if self.redirect_stderr {
-            return Err(not_yet(
-                "redirect_stderr",
-                "the stderr tee arrives in a later release",
-            ));
-        }
         for (i, local) in self.locals.iter().enumerate() {
             if local.name.is_empty() || local.name.chars().any(char::is_whitespace) {
                 return Err(Error::ConfigurationConflict {
@@ -455,10 +450,6 @@ pub(crate) fn parse_destination(text: &str) -> VerboseDestination {
             Err(_) => VerboseDestination::File(text.into()),
         },
     }
-}
-
-fn not_yet(option: &'static str, detail: &'static str) -> Error {
-    Error::NotSupported { option, detail }
 }
 
 /// What [`Options::validate`] derived from the options.
@@ -630,7 +621,6 @@ mod tests {
             Mode::Oneshot(None)
         );
         assert_eq!(Options::new().validate().unwrap().mode, Mode::Always);
-        rejects(Options::new().redirect_stderr(true), "option `redirect_stderr`");
         rejects(
             Options::new().local("x", Arc::new(1)).local("x", Arc::new(2)),
             "two locals are named \"x\"",

@@ -19,6 +19,7 @@ use crate::listener::{self, SocketFile};
 use crate::logging::mlog;
 use crate::options::{Options, Validated};
 use crate::registry::Local;
+use crate::stderr_tee::Tee;
 use crate::sys::{self, PeerCred, SignalSet};
 use crate::{Error, session};
 
@@ -66,6 +67,8 @@ pub(crate) struct Server {
     own_fds: Mutex<Vec<RawFd>>,
     /// When it listens, and what makes it listen.
     mode: Mode,
+    /// The stderr tee, with `redirect_stderr`.
+    tee: Option<Tee>,
     trigger: Option<Arc<Trigger>>,
     /// Where it listens when it listens.
     path: PathBuf,
@@ -132,6 +135,7 @@ impl Server {
             locals: options.locals.clone(),
             own_fds: Mutex::new(own_fds),
             mode,
+            tee: options.redirect_stderr.then(Tee::default),
             trigger,
             path,
             config: Config {
@@ -243,6 +247,7 @@ impl Server {
             locals,
             own_fds: Mutex::new(Vec::new()),
             mode: Mode::Always,
+            tee: None,
             trigger: None,
             path: PathBuf::from("/tmp/manhole-unit-test"),
             started: Instant::now(),
@@ -431,6 +436,9 @@ impl Server {
             );
             id
         };
+        if let Some(tee) = &self.tee {
+            tee.start(self);
+        }
         mlog!(
             "Accepted connection on fd:{fd} from PID:{pid} UID:{} GID:{}",
             peer.uid,
@@ -465,8 +473,22 @@ impl Server {
     }
 
     fn forget(&self, id: u64) {
-        lock(&self.sessions).open.remove(&id);
+        let mut sessions = lock(&self.sessions);
+        sessions.open.remove(&id);
+        let none_left = sessions.open.is_empty();
+        drop(sessions);
+        if none_left && let Some(tee) = &self.tee {
+            tee.stop();
+        }
         self.sessions_changed.notify_all();
+    }
+
+    /// Sends a chunk of the program's stderr to every open session, dropping it for any client
+    /// whose socket is full.
+    pub(crate) fn offer_to_sessions(&self, chunk: &[u8]) {
+        for entry in lock(&self.sessions).open.values() {
+            let _ = sys::send_all(&entry.stream, chunk, true);
+        }
     }
 
     /// The open sessions, oldest first.
@@ -512,6 +534,9 @@ impl Server {
             return;
         }
         self.unbind();
+        if let Some(tee) = &self.tee {
+            tee.stop();
+        }
         if let Some(wake) = lock(&self.wake).take() {
             let _ = sys::send_all(&wake, b"x", true);
         }

@@ -7,6 +7,8 @@
 //!   `exhaust-fds`, `release-fds`, `exit`.
 //!   `fork-child` forks a child that sleeps 20 s (says `child <pid>`); `fork-exec` forks a
 //!   child that execs `sleep 2` at once.
+//!   `--redirect-stderr`; `stderr TEXT` writes a line to stderr, `stderr-flood N` writes N MiB,
+//!   `fd2` says where fd 2 points.
 //!   `exhaust-fds` takes every free file descriptor, `release-fds` gives them back.
 //!   `--own-handler-before SIG` / `--own-handler-after SIG` (TERM or INT): the application's own
 //!   handler, installed before or after manhole, prints `app handler ran` and exits with 42.
@@ -82,6 +84,9 @@ fn options(args: &[String]) -> manhole::Options {
     }
     if args.iter().any(|a| a == "--daemon") {
         options = options.daemon_connection(true);
+    }
+    if args.iter().any(|a| a == "--redirect-stderr") {
+        options = options.redirect_stderr(true);
     }
     if let Some(signal) = value(args, "--activate-on") {
         options = options.activate_on(signal);
@@ -185,6 +190,21 @@ fn serve(args: &[String]) {
                 say(&format!("uninstalled, path now {}", path_of(&handle)));
             }
             "path" => say(&path_of(&handle)),
+            "fd2" => say(&std::fs::read_link("/proc/self/fd/2")
+                .map_or_else(|e| e.to_string(), |p| p.display().to_string())),
+            line if line.starts_with("stderr ") => {
+                eprintln!("{}", &line["stderr ".len()..]);
+                say("written");
+            }
+            line if line.starts_with("stderr-flood ") => {
+                let mib: usize = line["stderr-flood ".len()..].parse().expect("stderr-flood MiB");
+                let row = "x".repeat(1023);
+                let started = std::time::Instant::now();
+                for _ in 0..mib * 1024 {
+                    eprintln!("{row}");
+                }
+                say(&format!("flooded in {} ms", started.elapsed().as_millis()));
+            }
             "oneshot" => match handle.handle_oneshot() {
                 Ok(()) => say("oneshot requested"),
                 Err(e) => say(&format!("error: {e}")),
