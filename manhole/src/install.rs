@@ -181,6 +181,20 @@ impl Handle {
     /// [`Options::oneshot_timeout`] for one client, serves it and removes the socket. A call
     /// while a session is being served is remembered and served next.
     ///
+    /// A file trigger, for programs that own their signals (the uWSGI recipe of Python's
+    /// manhole): `touch /run/my-service/manhole-please`, then connect within 30 s.
+    ///
+    /// ```no_run
+    /// let handle = manhole::install(manhole::Options::new().thread(false))?;
+    /// std::thread::spawn(move || loop {
+    ///     if std::fs::remove_file("/run/my-service/manhole-please").is_ok() {
+    ///         let _ = handle.handle_oneshot(); // the socket appears for one session
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_secs(1));
+    /// });
+    /// # Ok::<(), manhole::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::ConfigurationConflict`] unless installed with `oneshot_on` or `thread(false)`;
     /// [`Error::AlreadyInstalled`]-free: a handle of an uninstalled manhole fails with

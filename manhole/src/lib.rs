@@ -67,6 +67,32 @@
 //! EOF, and the refusal is logged. An existing file at the socket path is replaced only if it
 //! is a dead socket of the same user; anything else makes [`install`] fail and is left alone.
 //!
+//! # When it listens
+//! - Always (the default): from [`install`] on, at `/tmp/manhole-<pid>` or
+//!   [`Options::socket_path`].
+//! - [`Options::activate_on`]: nothing listens until that signal arrives, then for good.
+//! - [`Options::oneshot_on`]: each signal opens the socket for one session, which must start
+//!   within [`Options::oneshot_timeout`]; the socket goes as soon as the client is in.
+//! - Manual ([`Options::thread`]`(false)`): one session each time the program calls
+//!   [`Handle::handle_oneshot`], for programs that own their signals.
+//!
+//! A signal handler only wakes a dormant manhole thread; a handler the program had for that
+//! signal still runs, and the same signal again is harmless. Manhole's threads block every
+//! signal the program could be waiting for (signalfd, sigwait), see [`Options::sigmask`].
+//!
+//! # Lifecycle
+//! - The socket is removed by [`Handle::uninstall`], at normal exit (after open sessions end,
+//!   unless [`Options::daemon_connection`]), and when the process dies of SIGTERM, SIGINT,
+//!   SIGHUP or SIGQUIT that it does not handle itself; it then dies exactly as it would have.
+//! - A child created by `fork` closes its copies of manhole's descriptors, never touches its
+//!   parent's socket, and gets its own manhole at `/tmp/manhole-<childpid>` after
+//!   [`Options::reinstall_delay`] (children that `exec` sooner get none); see
+//!   [`Options::patch_fork`].
+//! - [`Options::redirect_stderr`] shows the program's stderr in open sessions without ever
+//!   making the program wait for a client.
+//! - The `MANHOLE` environment variable turns installs off or changes options
+//!   ([`install_from_env`], `#[manhole::main]`).
+//!
 //! # Limitations
 //! - Linux x86_64 and aarch64 get every thread's stack; macOS compiles and serves sessions with
 //!   the calling thread's stack only, and without `/proc` facts.
@@ -74,13 +100,8 @@
 //!   resume transparently (`SA_RESTART`), but raw `poll`, `epoll_wait`, `select` and
 //!   `nanosleep` calls in C code or `libc` return `EINTR`, as with any signal-based profiler.
 //!   Rust's `std` and tokio retry them.
-//! - The socket is removed by [`Handle::uninstall`] and at normal exit, but not yet when the
-//!   process dies from a signal such as SIGTERM; the next process to use the path replaces the
-//!   stale socket.
-//! - `activate_on`, `oneshot_on`, `thread(false)`, `patch_fork(true)`, `redirect_stderr(true)`
-//!   and `local` are part of the API but not supported yet: [`install`] says so with
-//!   [`Error::NotSupported`] instead of ignoring them. A forked child gets no manhole of its
-//!   own and never touches its parent's.
+//! - SIGKILL leaves the socket behind (nothing runs); the next process to use the path replaces
+//!   the stale socket.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
