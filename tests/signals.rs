@@ -87,3 +87,18 @@ fn install_from_env_follows_the_manhole_variable() {
     );
     assert!(refused.contains("oneshot_timeout"), "{refused}");
 }
+
+#[test]
+fn a_panic_in_main_removes_the_socket_and_keeps_the_exit_code() {
+    let mut app = App::serve(&["--socket", unique_socket("panic").to_str().unwrap()]);
+    let socket = app.socket.clone();
+    app.ask_no_answer("panic");
+    let status = app.finish();
+    assert_eq!(
+        status.code(),
+        Some(101),
+        "a panicking main exits with 101, as without manhole: {status}"
+    );
+    assert!(!socket.exists());
+    assert!(app.stderr().contains("the main thread panics on purpose"));
+}

@@ -124,6 +124,13 @@ impl App {
         self.line()
     }
 
+    /// Sends one command to the app without waiting for an answer.
+    pub fn ask_no_answer(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{command}").expect("write to the test app");
+        stdin.flush().expect("flush");
+    }
+
     /// Closes the app's stdin and waits for it to exit on its own.
     pub fn finish(&mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());

@@ -270,6 +270,7 @@ fn serve(args: &[String]) {
                     _ => say("fork failed"),
                 }
             }
+            "panic" => panic!("the main thread panics on purpose"),
             "exit" => {
                 say("exiting");
                 return;
