@@ -86,7 +86,7 @@ proptest! {
     #[test]
     fn words_split_without_panicking_and_requote_to_themselves(line in "\\PC{0,80}") {
         if let Ok(words) = console::split_words(&line) {
-            let rejoined: Vec<String> = words.iter().map(|w| requote(w)).collect();
+            let rejoined: Vec<String> = words.iter().map(|w| console::control::requote(w)).collect();
             prop_assert_eq!(console::split_words(&rejoined.join(" ")).unwrap(), words);
         }
     }
@@ -120,17 +120,4 @@ proptest! {
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         prop_assert_eq!(parsed["s"].as_str().unwrap(), text.as_str());
     }
-}
-
-/// A word as it must be written to split back into itself.
-fn requote(word: &str) -> String {
-    let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }

@@ -152,27 +152,17 @@ impl SignalSet {
     }
 
     /// Every signal a thread can block without hiding faults from itself, except `keep`.
+    /// Faults (`SIGSEGV`…) stay deliverable: blocking one would turn a crash report into a
+    /// silent kill; `SIGKILL` and `SIGSTOP` cannot be blocked at all.
     pub(crate) fn all_but_faults(keep: Option<i32>) -> SignalSet {
         let mut set = SignalSet::empty();
-        // Blocking a fault would turn a crash report into a silent kill; KILL and STOP cannot
-        // be blocked at all.
-        let never = [
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGILL,
-            libc::SIGFPE,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-            libc::SIGKILL,
-            libc::SIGSTOP,
-        ];
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let last = libc::SIGRTMAX();
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let last = 31;
-        for signal in 1..=last {
-            if !never.contains(&signal) && Some(signal) != keep {
-                set.add(signal);
+        for signal in (1..=last).filter_map(|n| crate::Signal::from_raw(n).ok()) {
+            if signal.is_catchable() && !signal.is_synchronous_fault() && Some(signal.as_raw()) != keep {
+                set.add(signal.as_raw());
             }
         }
         set

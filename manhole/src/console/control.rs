@@ -114,7 +114,7 @@ pub(super) fn watch(args: &[&str], context: &Context<'_>) -> Outcome {
 }
 
 /// A word as it must be written to split back into itself.
-fn requote(word: &str) -> String {
+pub(crate) fn requote(word: &str) -> String {
     if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
         return word.to_owned();
     }

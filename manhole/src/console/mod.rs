@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::server::Server;
 use crate::sys::PeerCred;
 
-mod control;
+pub(crate) mod control;
 mod inspect;
 pub(crate) mod json;
 mod values;
