@@ -1,13 +1,13 @@
-//! Real clients against real programs: socat and nc against the quickstart example, and the
-//! bundled manhole-cli.
+//! Real clients against a real program: socat and nc against the quickstart example. (The
+//! bundled manhole-cli is tested in its own package, where cargo builds it for its tests.)
 
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use support::{App, PATIENCE, built, unique_socket, wait_until};
+use support::{PATIENCE, built};
 
 /// The quickstart example, running until it is told to stop.
 struct Quickstart {
@@ -162,57 +162,4 @@ fn nc_session_against_the_quickstart() {
     assert!(status.success(), "nc failed: {err}");
     assert_full_session(&out, quickstart.pid);
     quickstart.stop();
-}
-
-fn cli() -> PathBuf {
-    built("manhole-cli")
-}
-
-#[test]
-fn manhole_cli_by_pid_and_by_path() {
-    let app = App::serve(&[]);
-    let (status, out, _) = run_client(Command::new(cli()).arg(app.pid.to_string()), "info\nquit\n");
-    assert!(status.success());
-    assert!(
-        out.contains(&format!("(pid {})", app.pid)) && out.contains("\nsocket      "),
-        "{out}"
-    );
-
-    let other = App::serve(&["--socket", unique_socket("cli").to_str().unwrap()]);
-    let (status, out, _) = run_client(Command::new(cli()).arg(&other.socket), "info\n");
-    assert_eq!(status.code(), Some(0), "EOF on stdin ends the session normally");
-    assert!(
-        out.contains(&format!("socket      {}", other.socket.display())),
-        "{out}"
-    );
-}
-
-#[test]
-fn manhole_cli_exit_codes_say_what_went_wrong() {
-    let (status, _, err) = run_client(&mut Command::new(cli()), "");
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.starts_with("usage: manhole-cli PID|PATH"), "{err}");
-
-    let (status, _, err) = run_client(Command::new(cli()).arg("not-a-pid"), "");
-    assert_eq!(status.code(), Some(2));
-    assert!(err.contains("\"not-a-pid\" is neither a PID"), "{err}");
-
-    let missing = unique_socket("missing");
-    let (status, _, err) = run_client(Command::new(cli()).arg(&missing), "");
-    assert_eq!(status.code(), Some(3));
-    assert!(err.contains("no such socket"), "{err}");
-
-    // A socket nobody listens on any more: the process behind it was killed.
-    let stale = unique_socket("stale-cli");
-    let mut app = App::serve(&["--socket", stale.to_str().unwrap()]);
-    app.child.kill().unwrap();
-    app.child.wait().unwrap();
-    assert!(wait_until(PATIENCE, || Path::new(&stale).exists()));
-    let (status, _, err) = run_client(Command::new(cli()).arg(&stale), "");
-    assert_eq!(status.code(), Some(3));
-    assert!(err.contains("a stale socket"), "{err}");
-    let _ = std::fs::remove_file(&stale);
-
-    let (status, out, _) = run_client(Command::new(cli()).arg("--help"), "");
-    assert!(status.success() && out.contains("exit status:"), "{out}");
 }

@@ -231,7 +231,7 @@ fn stacks_filters_by_name_and_tid() {
 #[test]
 fn a_long_call_is_abandoned_when_its_client_leaves() {
     let socket = unique_socket("abandon");
-    let mut command = Command::new(support::built("manhole-macro-app"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-macro-app"));
     command.env("MANHOLE", format!("socket_path={}", socket.display()));
     let mut app = App::start(&mut command).unwrap();
     app.socket = socket;

@@ -9,7 +9,7 @@ use support::{App, Client, unique_socket};
 
 fn start(extra_env: &str) -> App {
     let socket = unique_socket("macros");
-    let mut command = Command::new(support::built("manhole-macro-app"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-macro-app"));
     command.env("MANHOLE", format!("socket_path={}{extra_env}", socket.display()));
     // The macro app says `ready <pid> pool <n>` and listens where MANHOLE told it to.
     let mut app = App::start(&mut command).unwrap_or_else(|line| panic!("not ready: {line}"));
@@ -183,7 +183,7 @@ fn set_and_call_are_logged_with_the_peer() {
 #[test]
 fn manhole_off_in_the_environment_installs_nothing() {
     let socket = unique_socket("macro-off");
-    let mut command = Command::new(support::built("manhole-macro-app"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-macro-app"));
     command.env("MANHOLE", "off");
     let mut app = App::start(&mut command).unwrap_or_else(|line| panic!("not ready: {line}"));
     app.socket = socket;
@@ -191,7 +191,7 @@ fn manhole_off_in_the_environment_installs_nothing() {
     assert!(!app.socket.exists());
     assert!(app.is_alive());
 
-    let mut command = Command::new(support::built("manhole-macro-app"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-macro-app"));
     command.env("MANHOLE", "verbose=maybe");
     let out = command.stdin(std::process::Stdio::null()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
