@@ -87,7 +87,7 @@ fn oneshot_serves_one_session_per_signal_and_never_blocks_the_app() {
 
 #[test]
 fn oneshot_without_a_client_removes_the_socket_after_the_window() {
-    let (mut app, socket) = dormant(&["--oneshot-on", "USR2", "--oneshot-ms", "300"]);
+    let (mut app, socket) = dormant(&["--oneshot-on", "USR2", "--oneshot-ms", "1500"]);
     kill(&app, libc::SIGUSR2);
     assert!(wait_until(PATIENCE, || socket.exists()));
     assert!(
@@ -95,7 +95,9 @@ fn oneshot_without_a_client_removes_the_socket_after_the_window() {
         "removed when nobody came"
     );
     assert!(
-        app.stderr().contains("No client within 0 s; socket removed"),
+        wait_until(PATIENCE, || app
+            .stderr()
+            .contains("No client within 1 s; socket removed")),
         "{}",
         app.stderr()
     );
@@ -138,4 +140,42 @@ fn the_apps_signalfd_still_gets_a_signal_the_manhole_threads_block() {
         assert_eq!(app.line(), "signalfd got 12");
     }
     assert!(app.is_alive());
+}
+
+#[test]
+fn uninstall_while_a_one_shot_session_is_open_returns_promptly() {
+    let (mut app, socket) = dormant(&["--oneshot-on", "USR2"]);
+    kill(&app, libc::SIGUSR2);
+    assert!(wait_until(PATIENCE, || socket.exists()));
+    let mut client = Client::connect(&socket);
+    client.opening();
+    let started = std::time::Instant::now();
+    assert_eq!(app.ask("uninstall"), "uninstalled, path now none");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "uninstall waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.read_to_end(), "", "the session was closed");
+}
+
+#[test]
+fn signals_that_end_the_process_cannot_be_triggers() {
+    let socket = unique_socket("trigger-term");
+    let out = std::process::Command::new(support::testapp())
+        .args([
+            "serve",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--activate-on",
+            "TERM",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("error: invalid signal \"SIGTERM\": it must keep ending the process"),
+        "{text}"
+    );
 }

@@ -82,7 +82,13 @@ fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
     let mut session = Client::connect(&app.socket);
     session.opening();
     let child = child_of(&mut app, "fork-child");
-    // The child holds no copy of the session's socket: quitting ends it at once, child or not.
+    // The child holds no copy of any of manhole's sockets (the test app has no others).
+    let sockets = std::fs::read_dir(format!("/proc/{child}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count();
+    assert_eq!(sockets, 0, "the child closed its copies of manhole's sockets");
     session.send(b"quit\n");
     session
         .stream
@@ -93,4 +99,22 @@ fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
     next.opening();
     assert!(next.command("info").starts_with("pid "));
     kill(child);
+}
+
+#[test]
+fn after_uninstall_forked_children_get_no_manhole() {
+    let mut app = App::serve(&[]);
+    assert_eq!(app.ask("uninstall"), "uninstalled, path now none");
+    let child = child_of(&mut app, "fork-child");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!PathBuf::from(format!("/tmp/manhole-{child}")).exists());
+    kill(child);
+}
+
+#[test]
+fn commands_spawned_through_fork_and_exec_work() {
+    // pre_exec makes std::process::Command fork (running manhole's atfork handler) and exec.
+    let mut app = App::serve(&[]);
+    assert_eq!(app.ask("spawn-pre-exec"), "spawned 20");
+    assert!(app.is_alive());
 }

@@ -225,3 +225,13 @@ fn a_value_behind_a_held_lock_shows_locked_instead_of_hanging() {
         "the session goes on"
     );
 }
+
+#[test]
+fn an_exposed_function_that_exits_ends_the_program_without_waiting_for_its_own_session() {
+    let mut app = start("");
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    client.send(b"call bye\n");
+    let status = app.finish();
+    assert_eq!(status.code(), Some(7));
+}

@@ -62,3 +62,23 @@ fn a_client_that_never_reads_does_not_block_the_programs_stderr() {
     );
     drop(stuck);
 }
+
+#[test]
+fn machine_mode_sessions_get_no_raw_stderr() {
+    let mut app = App::serve(&[
+        "--socket",
+        unique_socket("teemachine").to_str().unwrap(),
+        "--redirect-stderr",
+    ]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    client.send(b"machine\n");
+    assert!(client.read_until("\n").starts_with("{\"ok\":true"));
+    assert_eq!(app.ask("stderr noise that must not reach a program"), "written");
+    client.send(b"clients\n");
+    let line = client.read_until("\n");
+    assert!(
+        line.starts_with("{\"ok\":true,\"command\":\"clients\""),
+        "only JSON in machine mode: {line:?}"
+    );
+}

@@ -143,6 +143,16 @@ fn setting(key: &Ident, value: &Lit) -> syn::Result<Setting> {
                 }
                 _ => return Err(wrong("a signal name like \"USR1\" or \"SIGUSR1\", or its number")),
             };
+            let ends_process =
+                ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "15", "2", "1", "3"].contains(&signal.as_str());
+            if name != "stack_signal" && ends_process {
+                return Err(syn::Error::new(
+                    value.span(),
+                    format!(
+                        "`{name}` cannot take {signal}: it must keep ending the process; use USR1, USR2 or RTMIN+N"
+                    ),
+                ));
+            }
             let arg = match value {
                 Lit::Int(number) => quote!(#number),
                 _ => {

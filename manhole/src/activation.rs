@@ -220,20 +220,31 @@ fn serve_once(server: &Arc<Server>, wake: &UnixStream, timeout: Duration) -> boo
             return true;
         }
     };
-    let mut fds = [
-        PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-        PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-    ];
-    let limit = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-    let outcome = poll(&mut fds, limit);
-    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-    if ready(&fds[1]) {
-        server.unbind();
-        return false;
-    }
-    let client = match outcome {
-        Ok(0) => None,
-        _ => listener.accept().ok().map(|(stream, _)| stream),
+    // Wait out the whole window: a stack dump's signal interrupts poll (EINTR), which is not
+    // the end of the window.
+    let deadline = std::time::Instant::now() + timeout;
+    let client = loop {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            break None;
+        };
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
+        let outcome = poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX));
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        if ready(&fds[1]) {
+            server.unbind();
+            return false;
+        }
+        match outcome {
+            Ok(0) => break None,
+            Ok(_) => match listener.accept() {
+                Ok((stream, _)) => break Some(stream),
+                Err(_) => continue, // the client left already; keep waiting
+            },
+            Err(_) => continue,
+        }
     };
     // Exactly one session: nobody else gets in from here on.
     drop(listener);

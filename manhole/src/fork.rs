@@ -8,9 +8,10 @@
 //!
 //! With `patch_fork` (the default, unless `socket_path`, `activate_on` or `oneshot_on` is set),
 //! the child then gets a manhole of its own at `/tmp/manhole-<childpid>`, bound by a thread that
-//! first sleeps `reinstall_delay`: a child that execs within the delay never creates one. That
-//! thread takes locks only with `try_lock`, since a lock held by a parent thread at the moment
-//! of the fork stays held for ever in the child; it gives up (and says so) rather than wait.
+//! first sleeps `reinstall_delay`: a child that execs within the delay never creates one. The
+//! handler itself only closes descriptors and starts that thread; manhole's own state is
+//! forgotten with `try_lock`, since a lock held by a parent thread at the moment of the fork
+//! stays held for ever in the child, and the child gives up on reinstalling rather than wait.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -68,6 +69,11 @@ pub(crate) fn configure(options: &Options, reinstall: bool) {
     REINSTALL.store(reinstall, Ordering::Release);
 }
 
+/// The `pthread_atfork` child handler. It runs in the child before `fork()` returns there,
+/// also for children that `std::process::Command` is about to `exec`: it must never block. So
+/// it only restores fd 2, closes descriptors, forgets state with `try_lock`, and starts a raw
+/// thread; it logs nothing (a logger's lock may be held by a thread that is gone) and
+/// allocates nothing.
 extern "C" fn in_child() {
     // First the program's own stderr back (before the saved copy is closed below).
     crate::stderr_tee::restore_in_child();
@@ -80,16 +86,39 @@ extern "C" fn in_child() {
         }
     }
     let forgotten = crate::install::forget_inherited();
-    if REINSTALL.load(Ordering::Acquire) {
-        if forgotten {
-            reinstall();
-        } else {
-            mlog!("Fork detected, but manhole was being changed at that moment: no manhole in this child");
+    if forgotten && REINSTALL.load(Ordering::Acquire) {
+        // SAFETY: pthread_t and the attributes are plain data; the thread function is an
+        // extern "C" fn that catches panics. No Rust allocation happens here.
+        unsafe {
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            if libc::pthread_create(
+                &mut thread,
+                std::ptr::null(),
+                reinstall_thread,
+                std::ptr::null_mut(),
+            ) == 0
+            {
+                libc::pthread_detach(thread);
+            }
         }
     }
 }
 
-/// Starts the thread that gives the child its own manhole after the delay.
+/// The child's `manhole-fork` thread: waits `reinstall_delay`, then installs. A child that
+/// execs meanwhile never gets this far.
+extern "C" fn reinstall_thread(_: *mut libc::c_void) -> *mut libc::c_void {
+    let _ = std::panic::catch_unwind(|| {
+        // Like every manhole thread, it never takes a signal meant for the program.
+        let mask = crate::sys::SignalSet::all_but_faults(crate::stacks::stack_signal());
+        crate::sys::block_signals(&mask);
+        // SAFETY: names the calling thread; the name is a NUL-terminated literal under 16 bytes.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"manhole-fork".as_ptr()) };
+        reinstall();
+    });
+    std::ptr::null_mut()
+}
+
+/// Gives the child its own manhole after the delay, with the parent's options.
 fn reinstall() {
     let template = match TEMPLATE.try_lock() {
         Ok(template) => template.clone(),
@@ -101,20 +130,20 @@ fn reinstall() {
         return;
     };
     let delay = options.reinstall_delay;
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
     mlog!("Fork detected. Reinstalling Manhole.");
-    let spawned = std::thread::Builder::new()
-        .name("manhole-fork".into())
-        .spawn(move || {
-            if !delay.is_zero() {
-                mlog!("Delaying UDS binding {} seconds ...", delay.as_secs_f64());
-                std::thread::sleep(delay);
-            }
-            if let Err(e) = crate::install(options) {
-                mlog!("Cannot reinstall after fork: {e}");
-            }
-        });
-    if let Err(e) = spawned {
+    if let Err(e) = crate::install(options) {
         mlog!("Cannot reinstall after fork: {e}");
+    }
+}
+
+/// After uninstall: forked children get no manhole.
+pub(crate) fn disable() {
+    REINSTALL.store(false, Ordering::Release);
+    if let Ok(mut template) = TEMPLATE.lock() {
+        *template = None;
     }
 }
 

@@ -61,6 +61,7 @@ pub fn install(options: Options) -> Result<Handle, Error> {
             });
         }
         if let Some(previous) = slot.take() {
+            crate::fork::disable();
             every_session_ended = previous.stop();
         }
     }
@@ -222,6 +223,7 @@ impl Handle {
         if let Some(server) = server
             && server.runs_here()
         {
+            crate::fork::disable();
             let every_session_ended = server.stop();
             logging::close(every_session_ended);
         }

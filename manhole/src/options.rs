@@ -312,6 +312,13 @@ impl Options {
             });
         }
         for signal in [activate_on, oneshot_on].into_iter().flatten() {
+            if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT].contains(&signal.as_raw()) {
+                return Err(Error::InvalidSignal {
+                    value: signal.name(),
+                    reason: "it must keep ending the process; use USR1, USR2 or a real-time signal"
+                        .to_owned(),
+                });
+            }
             if !signal.is_catchable() || signal.is_synchronous_fault() {
                 return Err(Error::InvalidSignal {
                     value: signal.name(),
@@ -636,6 +643,14 @@ mod tests {
         rejects(Options::new().activate_on("USR9"), "invalid signal \"USR9\"");
         rejects(Options::new().activate_on("KILL"), "cannot be caught");
         rejects(Options::new().oneshot_on("SEGV"), "raised by faults");
+        rejects(
+            Options::new().activate_on("TERM"),
+            "it must keep ending the process",
+        );
+        rejects(
+            Options::new().oneshot_on("HUP"),
+            "it must keep ending the process",
+        );
         rejects(
             Options::new().sigmask(SigMask::only(["TERM", "BOGUS"])),
             "\"BOGUS\"",

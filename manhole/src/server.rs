@@ -38,6 +38,8 @@ pub(crate) struct SessionEntry {
     stream: Registered<UnixStream>,
     /// The session thread's own descriptor for the client socket.
     fd: RawFd,
+    /// Whether the session is in machine mode (then raw stderr must not be mixed in).
+    machine: Arc<AtomicBool>,
     pub(crate) peer: PeerCred,
     pub(crate) opened: SystemTime,
     thread: Option<thread::ThreadId>,
@@ -103,6 +105,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 thread_local! {
     /// Set on session threads, so that a session that ends the process does not wait for itself.
     static IN_SESSION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as working for a session: a process exit started from it (an
+/// exposed function calling `exit`) does not wait for that session to end.
+pub(crate) fn mark_session_thread() {
+    IN_SESSION.with(|flag| flag.set(true));
 }
 
 /// Spawns a named manhole thread that blocks `mask` from its first instruction.
@@ -403,6 +411,7 @@ impl Server {
             ));
             return;
         }
+        let machine = Arc::new(AtomicBool::new(false));
         let id = {
             let mut sessions = lock(&self.sessions);
             if sessions.open.len() >= self.config.max_sessions {
@@ -424,11 +433,16 @@ impl Server {
             };
             sessions.next_id += 1;
             let id = sessions.next_id;
+            // Under the sessions lock, so the last session's end cannot stop it right after.
+            if let Some(tee) = &self.tee {
+                tee.start(self);
+            }
             sessions.open.insert(
                 id,
                 SessionEntry {
                     stream: shadow,
                     fd,
+                    machine: Arc::clone(&machine),
                     peer,
                     opened: SystemTime::now(),
                     thread: None,
@@ -436,9 +450,6 @@ impl Server {
             );
             id
         };
-        if let Some(tee) = &self.tee {
-            tee.start(self);
-        }
         mlog!(
             "Accepted connection on fd:{fd} from PID:{pid} UID:{} GID:{}",
             peer.uid,
@@ -452,7 +463,7 @@ impl Server {
                 .entry(id)
                 .and_modify(|e| e.thread = Some(thread::current().id()));
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                session::serve(&server, stream, peer)
+                session::serve(&server, stream, peer, &machine)
             }));
             if outcome.is_err() {
                 mlog!("Session from PID:{pid} ended by an internal error; the service goes on");
@@ -461,32 +472,38 @@ impl Server {
         });
         if let Err(e) = spawned {
             mlog!("Cannot start a session thread: {e}");
-            if let Some(entry) = lock(&self.sessions).open.remove(&id) {
+            if let Some(entry) = lock(&self.sessions).open.get(&id) {
                 let _ = sys::send_all(
                     &entry.stream,
                     b"manhole: cannot start a session now; try again later\n",
                     true,
                 );
             }
-            self.sessions_changed.notify_all();
+            self.forget(id);
         }
     }
 
     fn forget(&self, id: u64) {
         let mut sessions = lock(&self.sessions);
         sessions.open.remove(&id);
-        let none_left = sessions.open.is_empty();
-        drop(sessions);
-        if none_left && let Some(tee) = &self.tee {
+        if sessions.open.is_empty()
+            && let Some(tee) = &self.tee
+        {
             tee.stop();
         }
+        drop(sessions);
         self.sessions_changed.notify_all();
     }
 
     /// Sends a chunk of the program's stderr to every open session, dropping it for any client
     /// whose socket is full.
     pub(crate) fn offer_to_sessions(&self, chunk: &[u8]) {
-        for entry in lock(&self.sessions).open.values() {
+        // Machine mode promises exactly one JSON document per command: no raw text there.
+        for entry in lock(&self.sessions)
+            .open
+            .values()
+            .filter(|e| !e.machine.load(Ordering::Acquire))
+        {
             let _ = sys::send_all(&entry.stream, chunk, true);
         }
     }
@@ -540,7 +557,9 @@ impl Server {
         if let Some(wake) = lock(&self.wake).take() {
             let _ = sys::send_all(&wake, b"x", true);
         }
-        // A one-shot thread may be waiting for its session: it sees `stopping` now.
+        // A one-shot thread may be waiting for its session: take the lock so the wake-up
+        // cannot fall between its check of `stopping` and its wait.
+        let _sessions = lock(&self.sessions);
         self.sessions_changed.notify_all();
     }
 
@@ -596,7 +615,6 @@ impl Server {
         if !self.runs_here() {
             return true;
         }
-        self.join_listener();
         let me = thread::current().id();
         for entry in lock(&self.sessions)
             .open
@@ -605,6 +623,7 @@ impl Server {
         {
             let _ = entry.stream.shutdown(std::net::Shutdown::Both);
         }
+        self.join_listener();
         let left = self.wait_for_sessions(Some(Instant::now() + Duration::from_secs(5)));
         if left > 0 {
             mlog!("{left} session(s) did not end within 5 s; they will end on their own");

@@ -165,9 +165,14 @@ pub(crate) fn banner() -> String {
 }
 
 /// Serves one client until it leaves, goes idle, or the manhole stops.
-pub(crate) fn serve(server: &Server, stream: Registered<UnixStream>, peer: PeerCred) {
+pub(crate) fn serve(
+    server: &Server,
+    stream: Registered<UnixStream>,
+    peer: PeerCred,
+    machine_flag: &std::sync::atomic::AtomicBool,
+) {
     let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
-    match converse(server, &stream, peer) {
+    match converse(server, &stream, peer, machine_flag) {
         Ok(Ended::Quit) => mlog!("Session from PID:{pid} ended (quit)"),
         Ok(Ended::Eof) => mlog!("Session from PID:{pid} ended (client closed)"),
         Ok(Ended::Idle) => mlog!(
@@ -185,7 +190,12 @@ enum Ended {
     Idle,
 }
 
-fn converse(server: &Server, stream: &UnixStream, peer: PeerCred) -> io::Result<Ended> {
+fn converse(
+    server: &Server,
+    stream: &UnixStream,
+    peer: PeerCred,
+    machine_flag: &std::sync::atomic::AtomicBool,
+) -> io::Result<Ended> {
     stream.set_read_timeout(Some(server.config.idle_timeout))?;
     stream.set_write_timeout(Some(SEND_TIMEOUT))?;
     let client = Client { stream };
@@ -248,6 +258,7 @@ fn converse(server: &Server, stream: &UnixStream, peer: PeerCred) -> io::Result<
             Outcome::Reply(reply) => render(&reply, command, machine),
             Outcome::Machine(on) => {
                 machine = on;
+                machine_flag.store(on, std::sync::atomic::Ordering::Release);
                 let mode = if on { "json" } else { "text" };
                 let data = Json::obj([
                     ("mode", Json::from(mode)),

@@ -9,11 +9,12 @@
 //! keeps it empty. When the last session ends, the original fd 2 is put back and the thread
 //! ends once the pipe is drained. A forked child gets its original fd 2 back at once.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use crate::fork::Registered;
 use crate::logging::mlog;
 use crate::server::Server;
 use crate::sys;
@@ -33,9 +34,9 @@ pub(crate) fn restore_in_child() {
 
 /// The tee while it runs.
 struct Running {
-    original: OwnedFd,
+    original: Registered<OwnedFd>,
     /// The pipe's write end manhole holds besides fd 2 (closed to let the thread finish).
-    writer: OwnedFd,
+    writer: Registered<OwnedFd>,
 }
 
 #[derive(Default)]
@@ -80,11 +81,13 @@ impl Tee {
         check(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) })?;
         // SAFETY: both descriptors were just created and are owned here alone.
         let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        // Registered, so a forked child closes its copies (see the `fork` module).
+        let (reader, writer) = (Registered::new(reader), Registered::new(writer));
         // SAFETY: F_DUPFD_CLOEXEC duplicates fd 2 into a new descriptor owned below.
         let original = check(unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) })?;
         // SAFETY: `original` was just created and is owned here alone.
-        let original = unsafe { OwnedFd::from_raw_fd(original) };
-        let copy = original.try_clone()?;
+        let original = Registered::new(unsafe { OwnedFd::from_raw_fd(original) });
+        let copy = Registered::new(original.try_clone()?);
         let weak = Arc::downgrade(server);
         server.spawn_thread("manhole-stderr", move || pump(reader, copy, weak))?;
         // SAFETY: dup2 atomically points fd 2 at the pipe; other threads writing to fd 2 see
@@ -107,11 +110,17 @@ impl Tee {
 }
 
 /// Copies the pipe to the original stderr and to every open session, until EOF.
-fn pump(reader: OwnedFd, original: OwnedFd, server: Weak<Server>) {
-    let mut reader = std::fs::File::from(reader);
+fn pump(reader: Registered<OwnedFd>, original: Registered<OwnedFd>, server: Weak<Server>) {
     let mut buf = [0u8; 8192];
     loop {
-        match reader.read(&mut buf) {
+        // SAFETY: `reader` is an open pipe end owned by this thread; the buffer is valid.
+        let n = unsafe { libc::read(reader.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let read = if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        };
+        match read {
             Ok(0) => return,
             Ok(n) => {
                 let chunk = &buf[..n];

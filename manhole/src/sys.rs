@@ -185,6 +185,12 @@ impl SignalSet {
     }
 }
 
+/// Blocks `set` in the calling thread for the rest of its life.
+pub(crate) fn block_signals(set: &SignalSet) {
+    // SAFETY: the pointer refers to an initialised sigset_t that outlives the call.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, std::ptr::null_mut()) };
+}
+
 /// Runs `f` with `set` blocked in the calling thread, then restores the thread's mask.
 ///
 /// A thread spawned inside `f` inherits the blocked set from its first instruction, so it can

@@ -83,6 +83,12 @@ fn hold_greeting(ms: u64) -> &'static str {
     "held"
 }
 
+/// Ends the program with exit code 7.
+#[manhole::expose]
+fn bye() {
+    std::process::exit(7)
+}
+
 /// Always panics.
 #[manhole::expose]
 fn explode() {

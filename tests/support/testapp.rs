@@ -248,6 +248,20 @@ fn serve(args: &[String]) {
                     _ => say("fork failed"),
                 }
             }
+            "spawn-pre-exec" => {
+                use std::os::unix::process::CommandExt;
+                let mut ok = 0;
+                for _ in 0..20 {
+                    let mut command = std::process::Command::new("/bin/true");
+                    // SAFETY: the closure does nothing; pre_exec makes std fork (running the
+                    // atfork handlers) instead of posix_spawn.
+                    unsafe { command.pre_exec(|| Ok(())) };
+                    if command.status().is_ok_and(|s| s.success()) {
+                        ok += 1;
+                    }
+                }
+                say(&format!("spawned {ok}"));
+            }
             "fork-uninstall" => {
                 // SAFETY: the child only calls manhole's uninstall and install (which must
                 // leave the parent's manhole alone) and then _exit; the parent waits for it.

@@ -317,6 +317,7 @@ fn run_abandonable(
 ) -> Result<Result<String, String>, String> {
     let (tx, rx) = mpsc::channel();
     let spawned = context.server.spawn_thread("manhole-call", move || {
+        crate::server::mark_session_thread();
         let outcome = catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p));
         let _ = tx.send(outcome);
     });

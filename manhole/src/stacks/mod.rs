@@ -98,6 +98,18 @@ pub(crate) fn prepare(requested: Option<crate::Signal>) -> Result<Option<crate::
     }
 }
 
+/// The stack signal in use, if in-process capture is set up.
+pub(crate) fn stack_signal() -> Option<i32> {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::signal()
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        None
+    }
+}
+
 /// Every thread's raw capture, before symbolization.
 pub(crate) struct RawDump {
     pid: u32,

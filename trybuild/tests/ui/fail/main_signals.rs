@@ -14,5 +14,8 @@ fn d() {}
 #[manhole::main(activate_on = "USR1", thread = false)]
 fn e() {}
 
+#[manhole::main(oneshot_on = "TERM")]
+fn f() {}
+
 #[manhole::main(activate_on = "USR1", oneshot_on = "SIGUSR1")]
 fn main() {}
