@@ -33,11 +33,17 @@ fn machine_mode_answers_every_command_with_one_json_document() {
     let switched = ask(&mut client, "machine");
     assert_eq!(
         switched,
-        serde_json::json!({"ok": true, "command": "machine", "data": {"mode": "json", "version": 1}})
+        serde_json::json!({"ok": true, "command": "machine", "data": {"mode": "json", "version": 1}, "text": ""})
     );
 
     let info = ask(&mut client, "info");
     assert_eq!(info["ok"], true);
+    assert!(
+        info["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pid         {} (parent", app.pid))
+    );
     assert_eq!(info["command"], "info");
     assert_eq!(info["data"]["pid"]["pid"], app.pid);
     assert_eq!(info["data"]["socket"], app.socket.display().to_string());

@@ -298,6 +298,7 @@ pub(crate) fn render(reply: &Reply, command: Option<&str>, machine: bool) -> Str
             ("ok", Json::from(true)),
             ("command", Json::from(command)),
             ("data", reply.data.clone()),
+            ("text", Json::from(reply.text.as_str())),
         ]),
         Some(failure) => Json::obj([
             ("ok", Json::from(false)),

@@ -305,7 +305,7 @@ const COMMANDS: &[CommandSpec] = &[
         summary: "one JSON document per command, for programs",
         details: "Switches this session to machine mode: no prompt, and every command answers\n\
                   with exactly one JSON document on one line:\n\
-                  {\"ok\":true,\"command\":\"info\",\"data\":{…}} or\n\
+                  {\"ok\":true,\"command\":\"info\",\"data\":{…},\"text\":\"…\"} or\n\
                   {\"ok\":false,\"command\":\"set\",\"error\":{\"code\":\"parse\",\"message\":\"…\"}}\n\
                   \"machine off\" returns to text.",
         group: Group::Session,
