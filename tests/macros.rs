@@ -232,6 +232,7 @@ fn an_exposed_function_that_exits_ends_the_program_without_waiting_for_its_own_s
     let mut client = Client::connect(&app.socket);
     client.opening();
     client.send(b"call bye\n");
-    let status = app.finish();
+    // stdin stays open: main keeps running, so the exit comes from the exposed function.
+    let status = app.wait_exit();
     assert_eq!(status.code(), Some(7));
 }

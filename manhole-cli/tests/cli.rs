@@ -1,12 +1,12 @@
-//! manhole-cli against a manhole hosted by this very test process (its own test binary, so the
-//! install cannot race other tests): by pid, by path, and every exit code it can show here.
+//! manhole-cli against manholes hosted by this test binary: the test process itself (always-on,
+//! installed once) and, for signals, a copy of this binary started as a one-shot host.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Installs manhole in this process once, at its default path.
 fn host() -> &'static PathBuf {
@@ -50,19 +50,57 @@ fn run(args: &[&str], input: &str) -> (Option<i32>, String, String) {
     )
 }
 
+fn me() -> String {
+    std::process::id().to_string()
+}
+
 #[test]
 fn by_pid_and_by_path() {
     let path = host();
-    let me = std::process::id();
-    let (code, out, _) = run(&[&me.to_string()], "info\nquit\n");
+    let (code, out, _) = run(&[&me()], "info\nquit\n");
     assert_eq!(code, Some(0));
     assert!(
-        out.contains(&format!("(pid {me})")) && out.contains("\nsocket      "),
+        out.contains(&format!("(pid {})", me())) && out.contains("\nsocket      "),
         "{out}"
     );
     let (code, out, _) = run(&[path.to_str().unwrap()], "info\n");
-    assert_eq!(code, Some(0), "EOF on stdin ends the session normally");
+    assert_eq!(code, Some(0));
     assert!(out.contains(&format!("socket      {}", path.display())), "{out}");
+}
+
+#[test]
+fn one_command_and_piped_commands_exit_with_their_status() {
+    host();
+    let (code, out, err) = run(&["-q", &me(), "help", "quit"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("usage: quit\n"),
+        "quiet: no dump, just the answer: {out}"
+    );
+    let (code, _, err) = run(&[&me(), "frobnicate"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("error: unknown command \"frobnicate\""), "{err}");
+    let (code, out, err) = run(&["-q", &me()], "info\nbogus\nhelp quit\n");
+    assert_eq!(code, Some(1), "one of them failed");
+    assert!(
+        out.contains("pid ") && out.contains("usage: quit"),
+        "the others ran: {out}"
+    );
+    assert!(err.contains("unknown command \"bogus\""), "{err}");
+}
+
+#[test]
+fn json_prints_one_document_per_command() {
+    host();
+    let (code, out, _) = run(&["--json", &me()], "info\nclients\n");
+    assert_eq!(code, Some(0));
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs[0]["command"], "info");
+    assert_eq!(docs[1]["command"], "clients");
 }
 
 #[test]
@@ -70,19 +108,24 @@ fn exit_codes_say_what_went_wrong() {
     host();
     let (code, _, err) = run(&[], "");
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.starts_with("usage: manhole-cli PID|PATH"), "{err}");
+    assert!(err.contains("<PID|PATH>"), "{err}");
 
     let (code, _, err) = run(&["not-a-pid"], "");
     assert_eq!(code, Some(2));
     assert!(err.contains("\"not-a-pid\" is neither a PID"), "{err}");
+    let (code, _, err) = run(&["-s", "USR3", &me()], "");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("invalid signal \"USR3\""), "{err}");
 
-    let missing = std::env::temp_dir().join(format!("mh-cli-missing-{}", std::process::id()));
+    let missing = std::env::temp_dir().join(format!("mh-cli-missing-{}", me()));
     let (code, _, err) = run(&[missing.to_str().unwrap()], "");
     assert_eq!(code, Some(3));
     assert!(err.contains("no such socket"), "{err}");
+    let (code, _, err) = run(&["-s", "CONT", "3999998"], "");
+    assert_eq!(code, Some(3));
+    assert!(err.contains("no process 3999998"), "{err}");
 
-    // A socket nobody listens on any more: what a killed process leaves.
-    let stale = std::env::temp_dir().join(format!("mh-cli-stale-{}", std::process::id()));
+    let stale = std::env::temp_dir().join(format!("mh-cli-stale-{}", me()));
     let _ = std::fs::remove_file(&stale);
     drop(UnixListener::bind(&stale).expect("bind"));
     let (code, _, err) = run(&[stale.to_str().unwrap()], "");
@@ -90,7 +133,94 @@ fn exit_codes_say_what_went_wrong() {
     assert!(err.contains("a stale socket"), "{err}");
     std::fs::remove_file(&stale).expect("remove");
 
+    // A process without manhole: the signal is sent, no socket ever appears.
+    let mut sleeper = Command::new("sleep").arg("10").spawn().expect("sleep");
+    let started = Instant::now();
+    let (code, _, err) = run(&["-t", "0.5", "-s", "CONT", &sleeper.id().to_string()], "");
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("no socket appeared"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
     let (code, out, _) = run(&["--help"], "");
     assert_eq!(code, Some(0));
-    assert!(out.contains("exit status:"), "{out}");
+    assert!(
+        out.contains("Exit status:") && out.contains("5  timed out"),
+        "{out}"
+    );
+}
+
+/// Runs as a one-shot host when started by `signal_then_wait_against_a_oneshot_service`.
+#[test]
+fn oneshot_host() {
+    if std::env::var_os("MANHOLE_CLI_TEST_ONESHOT_HOST").is_none() {
+        return;
+    }
+    let _handle =
+        manhole::install(manhole::Options::new().oneshot_on("USR2").verbose(false)).expect("install");
+    println!("host ready");
+    let _ = std::io::stdin().lock().lines().count();
+}
+
+#[test]
+fn signal_then_wait_against_a_oneshot_service() {
+    let mut host = Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", "oneshot_host", "--nocapture", "--test-threads", "1"])
+        .env("MANHOLE_CLI_TEST_ONESHOT_HOST", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("host");
+    let mut lines = BufReader::new(host.stdout.take().expect("stdout")).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("host ready"))));
+    let pid = host.id().to_string();
+    let (code, out, err) = run(&["-2", "-t", "10", &pid, "info"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("pid         {pid} ")), "{out}");
+    drop(host.stdin.take());
+    let _ = host.wait();
+}
+
+#[test]
+fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
+    let live = host();
+    let stale = PathBuf::from("/tmp/manhole-3999999");
+    let _ = std::fs::remove_file(&stale);
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let (code, out, _) = run(&["list"], "");
+    assert_eq!(code, Some(0));
+    let row = |path: &PathBuf| {
+        out.lines()
+            .find(|l| l.ends_with(&path.display().to_string()))
+            .map(str::to_owned)
+    };
+    assert!(row(live).is_some_and(|r| r.contains(" live ")), "{out}");
+    assert!(row(&stale).is_some_and(|r| r.contains(" stale ")), "{out}");
+    let (_, json, _) = run(&["list", "--json"], "");
+    let parsed: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+    assert!(
+        parsed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["socket"] == live.display().to_string() && e["state"] == "live")
+    );
+    let (code, _, err) = run(&["list", "--clean"], "");
+    assert_eq!(code, Some(0));
+    assert!(
+        err.contains(&format!("removed stale {}", stale.display())),
+        "{err}"
+    );
+    assert!(!stale.exists());
+    assert!(live.exists(), "live sockets are kept");
+}
+
+#[test]
+fn shell_completions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = run(&["completions", shell], "");
+        assert_eq!(code, Some(0));
+        assert!(out.contains("manhole-cli"), "{shell}");
+    }
 }

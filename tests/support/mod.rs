@@ -134,6 +134,11 @@ impl App {
     /// Closes the app's stdin and waits for it to exit on its own.
     pub fn finish(&mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
+        self.wait_exit()
+    }
+
+    /// Waits for the app to exit on its own, leaving its stdin open.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -1,0 +1,106 @@
+//! The command line.
+
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  manhole-cli 4242                       a session with process 4242 (/tmp/manhole-4242)
+  manhole-cli /run/app/manhole.sock      a session at that socket, as given
+  manhole-cli 4242 info                  run one command and exit with its status
+  echo 'print REQUESTS' | manhole-cli -q 4242
+  manhole-cli -2 -t 5 4242               send SIGUSR2 (oneshot_on), wait up to 5 s, connect
+  manhole-cli list --clean               this user's manholes; remove the stale ones
+
+Exit status:
+  0  the session or every command went well
+  1  a command failed, or the connection broke
+  2  usage error
+  3  no such process, or no socket (or only a stale one) where it should be
+  4  access refused (not the process's user or root), or too many sessions
+  5  timed out waiting for the socket after the signal";
+
+/// Connect to the manhole of a running Rust process.
+#[derive(Debug, Parser)]
+#[command(name = "manhole-cli", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Sub>,
+
+    /// Seconds to wait for the socket after sending a signal (and to connect)
+    #[arg(short = 't', long, value_name = "SECS", default_value = "1", value_parser = parse_seconds)]
+    pub(crate) timeout: Duration,
+
+    /// Send SIGUSR1 to the process before connecting (activate_on = "USR1")
+    #[arg(short = '1', long = "usr1", conflicts_with_all = ["usr2", "signal"])]
+    pub(crate) usr1: bool,
+
+    /// Send SIGUSR2 to the process before connecting (oneshot_on = "USR2")
+    #[arg(short = '2', long = "usr2", conflicts_with = "signal")]
+    pub(crate) usr2: bool,
+
+    /// Send this signal before connecting: a name with or without SIG, or a number
+    #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub(crate) signal: Option<manhole::Signal>,
+
+    /// Print each command's machine-mode JSON document instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Leave out the stack dump and banner sent on connect
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+
+    /// The process id, or the socket path (anything with a '/')
+    #[arg(value_name = "PID|PATH", required = true)]
+    pub(crate) target: Option<String>,
+
+    /// A command to run instead of a session, then exit with its status
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) words: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Sub {
+    /// This user's manholes under /tmp: pid, program, socket, and whether it is live or stale
+    List {
+        /// Remove the stale sockets (of processes that are gone) this user owns
+        #[arg(long)]
+        clean: bool,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+}
+
+impl Cli {
+    /// The signal to send before connecting, if any.
+    pub(crate) fn signal_to_send(&self) -> Option<manhole::Signal> {
+        match (self.usr1, self.usr2, self.signal) {
+            (true, _, _) => Some(manhole::Signal::USR1),
+            (_, true, _) => Some(manhole::Signal::USR2),
+            (_, _, signal) => signal,
+        }
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds greater than 0, like 1 or 0.5"))
+}
+
+fn parse_signal(text: &str) -> Result<manhole::Signal, String> {
+    text.parse::<manhole::Signal>().map_err(|e| e.to_string())
+}
+
+/// Prints a completion script for `shell`.
+pub(crate) fn completions(shell: clap_complete::Shell) {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "manhole-cli", &mut std::io::stdout());
+}
