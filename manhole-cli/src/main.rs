@@ -14,6 +14,7 @@ use clap::Parser;
 
 mod args;
 mod connect;
+mod interactive;
 mod list;
 mod run;
 

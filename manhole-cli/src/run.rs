@@ -36,7 +36,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
     }
     stream.set_read_timeout(None).map_err(io_failure)?;
     if interactive {
-        return relay(stream, reader);
+        return crate::interactive::run(stream, reader);
     }
     run_commands(cli, &stream, &mut reader)
 }
@@ -81,27 +81,6 @@ fn read_opening(reader: &mut BufReader<UnixStream>) -> Result<Vec<u8>, Failure> 
         exit::FAILED,
         format!("the session ended before its prompt: {text}"),
     ))
-}
-
-/// Interactive: keyboard to socket and socket to screen, as they come. The client's prompt is
-/// the server's.
-fn relay(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Result<u8, Failure> {
-    print(PROMPT);
-    let writer = stream.try_clone().map_err(io_failure)?;
-    let _input = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        let mut writer = writer;
-        let _ = io::copy(&mut io::stdin().lock(), &mut writer);
-        let _ = writer.shutdown(std::net::Shutdown::Write);
-    });
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(exit::OK),
-            Ok(n) => print(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_failure(e)),
-        }
-    }
 }
 
 /// Commands from the command line or stdin, one JSON document each; exit 1 if any failed.

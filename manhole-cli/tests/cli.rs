@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 fn host() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let handle = manhole::install(manhole::Options::new().verbose(false)).expect("install");
+        let answer = std::sync::Arc::new(42);
+        let options = manhole::Options::new()
+            .verbose(false)
+            .local("answer_to_everything", answer);
+        let handle = manhole::install(options).expect("install");
         handle.socket_path().expect("listening")
     })
 }
@@ -223,4 +227,113 @@ fn shell_completions() {
         assert_eq!(code, Some(0));
         assert!(out.contains("manhole-cli"), "{shell}");
     }
+}
+
+/// A terminal for the client: the master end, read with a deadline.
+struct Pty {
+    master: std::fs::File,
+    seen: Vec<u8>,
+}
+
+impl Pty {
+    fn expect(&mut self, needle: &str) -> String {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(at) = String::from_utf8_lossy(&self.seen).find(needle) {
+                let text = String::from_utf8_lossy(&self.seen).into_owned();
+                self.seen = text.as_bytes()[at + needle.len()..].to_vec();
+                return text[..at].to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; got {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            let mut fds = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut fds, 1, 200) } > 0 {
+                let mut buf = [0u8; 4096];
+                if let Ok(n) = self.master.read(&mut buf) {
+                    self.seen.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).expect("type");
+        self.master.flush().expect("flush");
+    }
+}
+
+#[test]
+fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl_d() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    host();
+    let home = std::env::temp_dir().join(format!("mh-cli-home-{}", me()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors, owned right below.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0);
+    // SAFETY: fresh descriptors from openpty, owned once each.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
+        .args(["-q", &me()])
+        .env("HOME", &home)
+        .env("TERM", "xterm")
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("start manhole-cli");
+    let mut pty = Pty {
+        master: std::fs::File::from(master),
+        seen: Vec::new(),
+    };
+    pty.expect(">>> ");
+    // Tab completes a command name; Enter runs it; the output streams back.
+    pty.type_keys("inf\t\r");
+    pty.expect(&format!("pid         {} (parent", me()));
+    pty.expect("versions");
+    // Tab completes an exposed name (a local of the host).
+    pty.type_keys("print answer\t\r");
+    pty.expect("answer_to_everything");
+    pty.expect("\r\n42\r\n");
+    // Ctrl-C drops the line being typed; the session goes on.
+    pty.type_keys("frobnicate\x03");
+    pty.expect("frobnicate");
+    pty.expect(">>> "); // a fresh prompt (input typed before it is discarded, as by readline)
+    pty.type_keys("help quit\r");
+    let shown = pty.expect("usage: quit");
+    assert!(
+        !shown.contains("unknown command"),
+        "the dropped line never ran: {shown:?}"
+    );
+    pty.expect("effect:");
+    // Ctrl-D leaves, with status 0, and the history was kept.
+    pty.type_keys("\x04");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let history = std::fs::read_to_string(home.join(".manhole_history")).expect("history file");
+    assert!(
+        history.contains("info") && history.contains("help quit") && !history.contains("frobnicate"),
+        "{history}"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
 }

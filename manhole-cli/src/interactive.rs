@@ -1,0 +1,204 @@
+//! The interactive client on a terminal: line editing, history in `~/.manhole_history`, Tab
+//! completion of commands and of what the process exposes, Ctrl-C clears the line, Ctrl-D
+//! leaves. Output is relayed byte for byte as it arrives (never decoded in pieces, so a
+//! character split across reads reaches the terminal whole).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Config, Context, Editor, Helper};
+
+use crate::{Failure, exit};
+
+const PROMPT: &str = ">>> ";
+/// Lines kept in `~/.manhole_history`.
+const HISTORY_SIZE: usize = 1000;
+
+/// Completes the first word from the command names, later words from the exposed names.
+struct Names {
+    commands: Vec<String>,
+    exposed: Vec<String>,
+}
+
+impl Completer for Names {
+    type Candidate = String;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = &line[..pos];
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let first = before[..start].trim().is_empty();
+        let pool: Vec<&String> = if first {
+            self.commands.iter().chain(&self.exposed).collect()
+        } else {
+            self.exposed.iter().collect()
+        };
+        let mut found: Vec<String> = pool
+            .into_iter()
+            .filter(|n| n.starts_with(word))
+            .cloned()
+            .collect();
+        found.sort();
+        found.dedup();
+        Ok((start, found))
+    }
+}
+
+impl Hinter for Names {
+    type Hint = String;
+}
+impl Highlighter for Names {}
+impl Validator for Names {}
+impl Helper for Names {}
+
+const COMMANDS: &[&str] = &[
+    "stacks", "threads", "bt", "info", "fds", "env", "clients", "report", "vars", "ls", "print", "p", "set",
+    "call", "log", "watch", "machine", "help", "quit", "exit",
+];
+
+fn history_path() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".manhole_history"))
+}
+
+fn io_failure(err: impl std::fmt::Display) -> Failure {
+    Failure::new(exit::FAILED, format!("the connection broke: {err}"))
+}
+
+/// Asks the session, in machine mode, for the exposed names; leaves it in text mode at a prompt.
+fn exposed_names(stream: &UnixStream, reader: &mut BufReader<UnixStream>) -> Result<Vec<String>, Failure> {
+    let mut writer = stream;
+    writer
+        .write_all(b"machine\nvars\nmachine off\n")
+        .map_err(io_failure)?;
+    let mut line = String::new();
+    let mut documents = Vec::new();
+    for _ in 0..3 {
+        line.clear();
+        reader.read_line(&mut line).map_err(io_failure)?;
+        documents.push(serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default());
+    }
+    // `machine off` ends with the text prompt again.
+    let mut prompt = [0u8; 4];
+    reader.read_exact(&mut prompt).map_err(io_failure)?;
+    Ok(documents[1]["data"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Result<u8, Failure> {
+    let exposed = exposed_names(&stream, &mut reader)?;
+    let config = Config::builder()
+        .max_history_size(HISTORY_SIZE)
+        .map_err(|e| Failure::new(exit::FAILED, e.to_string()))?
+        .auto_add_history(true)
+        .build();
+    let mut editor: Editor<Names, DefaultHistory> =
+        Editor::with_config(config).map_err(|e| Failure::new(exit::FAILED, format!("no terminal: {e}")))?;
+    editor.set_helper(Some(Names {
+        commands: COMMANDS.iter().map(|c| (*c).to_owned()).collect(),
+        exposed,
+    }));
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let outcome = loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                let mut writer = &stream;
+                if let Err(e) = writer.write_all(format!("{line}\n").as_bytes()) {
+                    break Err(io_failure(e));
+                }
+                if matches!(line.trim(), "quit" | "exit") {
+                    break Ok(exit::OK);
+                }
+                match relay_until_prompt(&stream, &mut reader) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(exit::OK), // the session ended
+                    Err(e) => break Err(e),
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue, // Ctrl-C: the line is dropped
+            Err(ReadlineError::Eof) => break Ok(exit::OK), // Ctrl-D
+            Err(e) => {
+                break Err(Failure::new(
+                    exit::FAILED,
+                    format!("cannot read the terminal: {e}"),
+                ));
+            }
+        }
+    };
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    outcome
+}
+
+/// Prints what the server sends until its next prompt (which the editor shows instead).
+/// A line typed meanwhile (Enter, to stop a `watch`) is passed on. Returns false at EOF.
+fn relay_until_prompt(stream: &UnixStream, reader: &mut BufReader<UnixStream>) -> Result<bool, Failure> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut held: Vec<u8> = Vec::new(); // a possible prompt not yet shown
+    let mut out = io::stdout();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if reader.buffer().is_empty() {
+            let stdin = io::stdin();
+            let mut fds = [
+                PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN),
+                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io_failure(e)),
+            }
+            if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                let mut typed = String::new();
+                if stdin.lock().read_line(&mut typed).is_ok() {
+                    let mut writer = stream;
+                    let _ = writer.write_all(b"\n");
+                }
+            }
+            if fds[0].revents().is_none_or(|r| r.is_empty()) {
+                continue;
+            }
+        }
+        let n = reader.read(&mut buf).map_err(io_failure)?;
+        if n == 0 {
+            let _ = out.write_all(&held);
+            let _ = out.flush();
+            return Ok(false);
+        }
+        held.extend_from_slice(&buf[..n]);
+        if held.ends_with(PROMPT.as_bytes()) {
+            held.truncate(held.len() - PROMPT.len());
+            let _ = out.write_all(&held);
+            let _ = out.flush();
+            return Ok(true);
+        }
+        // Show all but the last bytes, which could be the start of the prompt.
+        let keep = (1..PROMPT.len())
+            .rev()
+            .find(|k| held.ends_with(&PROMPT.as_bytes()[..*k]))
+            .unwrap_or(0);
+        let shown = held.len() - keep;
+        let _ = out.write_all(&held[..shown]);
+        let _ = out.flush();
+        held.drain(..shown);
+    }
+}
