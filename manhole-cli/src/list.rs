@@ -12,7 +12,25 @@ struct Entry {
     live: bool,
 }
 
+/// The paths of listening Unix sockets, from /proc/net/unix (flag __SO_ACCEPTCON), if readable.
+fn listening_paths() -> Option<std::collections::HashSet<PathBuf>> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    Some(
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+                let path = fields.get(7)?;
+                (flags & 0x10000 != 0).then(|| PathBuf::from(path))
+            })
+            .collect(),
+    )
+}
+
 fn scan() -> Result<Vec<Entry>, Failure> {
+    let listening = listening_paths();
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let dir = std::fs::read_dir("/tmp")
@@ -26,10 +44,14 @@ fn scan() -> Result<Vec<Entry>, Failure> {
             if !meta.file_type().is_socket() || meta.uid() != me {
                 return None;
             }
-            // Live if something listens, even if too busy to accept (WouldBlock).
-            let live = match crate::connect::try_connect(&e.path()) {
-                Ok(_) => true,
-                Err(err) => err.kind() == std::io::ErrorKind::WouldBlock,
+            // Read from the kernel's table when possible: connecting would use up the single
+            // session of a one-shot manhole. Connecting is the fallback.
+            let live = match &listening {
+                Some(paths) => paths.contains(&e.path()),
+                None => match crate::connect::try_connect(&e.path()) {
+                    Ok(_) => true,
+                    Err(err) => err.kind() == std::io::ErrorKind::WouldBlock,
+                },
             };
             let program = pid
                 .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())

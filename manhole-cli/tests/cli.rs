@@ -337,3 +337,27 @@ fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl
     );
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[test]
+fn another_user_is_refused_with_status_4() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running a client as another user needs root");
+        return;
+    }
+    let path = host();
+    let out = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
+        .arg(path)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("connect as the process's user or root"),
+        "{err}"
+    );
+}
