@@ -105,7 +105,13 @@ fn run_commands(cli: &Cli, stream: &UnixStream, reader: &mut BufReader<UnixStrea
     let commands: Vec<String> = if cli.words.is_empty() {
         io::stdin().lock().lines().map_while(Result::ok).collect()
     } else {
-        vec![cli.words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")]
+        vec![
+            cli.words
+                .iter()
+                .map(|w| manhole::__private::quote_word(w))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]
     };
     let mut status = exit::OK;
     for line in commands.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
@@ -129,20 +135,4 @@ fn run_commands(cli: &Cli, stream: &UnixStream, reader: &mut BufReader<UnixStrea
         }
     }
     Ok(status)
-}
-
-/// A command-line word as the console must receive it to see the same word.
-fn quote(word: &str) -> String {
-    if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
-        return word.to_owned();
-    }
-    let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }

@@ -182,6 +182,12 @@ pub mod __private {
     };
     pub use inventory;
 
+    /// How a word must be written on a console line to reach a command as that same word
+    /// (used by manhole-cli to pass its command-line words on).
+    pub fn quote_word(word: &str) -> String {
+        crate::console::control::requote(word)
+    }
+
     /// What `#[manhole::main]` runs before the body of `main`: applies the `MANHOLE`
     /// environment variable, installs, and on failure prints one line and lets `main` go on.
     pub fn main_prologue(options: crate::Options) -> Option<crate::Handle> {

@@ -184,19 +184,32 @@ fn with_patience<R>(mut attempt: impl FnMut() -> Option<R>) -> Result<R, String>
     }
 }
 
+/// Parses `text`, then stores it through the guard `try_guard` gives, retrying a lock held
+/// elsewhere for a moment; a poisoned lock is still written (it holds a valid value).
+fn set_locked<T, G>(
+    text: &str,
+    mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>,
+) -> Result<(String, String), String>
+where
+    T: FromStr + Debug,
+    T::Err: Display,
+    G: std::ops::DerefMut<Target = T>,
+{
+    let mut new = Some(parse::<T>(text)?);
+    with_patience(|| match try_guard() {
+        Ok(mut guard) => Some(swap_in(&mut *guard, &mut new)),
+        Err(TryLockError::Poisoned(poisoned)) => Some(swap_in(&mut *poisoned.into_inner(), &mut new)),
+        Err(TryLockError::WouldBlock) => None,
+    })
+}
+
 impl<T> Settable for Mutex<T>
 where
     T: FromStr + Debug,
     T::Err: Display,
 {
     fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
-        let new: T = parse(text)?;
-        let mut new = Some(new);
-        with_patience(|| match self.try_lock() {
-            Ok(mut guard) => Some(swap_in(&mut *guard, &mut new)),
-            Err(TryLockError::Poisoned(poisoned)) => Some(swap_in(&mut *poisoned.into_inner(), &mut new)),
-            Err(TryLockError::WouldBlock) => None,
-        })
+        set_locked(text, || self.try_lock())
     }
 }
 
@@ -206,13 +219,7 @@ where
     T::Err: Display,
 {
     fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
-        let new: T = parse(text)?;
-        let mut new = Some(new);
-        with_patience(|| match self.try_write() {
-            Ok(mut guard) => Some(swap_in(&mut *guard, &mut new)),
-            Err(TryLockError::Poisoned(poisoned)) => Some(swap_in(&mut *poisoned.into_inner(), &mut new)),
-            Err(TryLockError::WouldBlock) => None,
-        })
+        set_locked(text, || self.try_write())
     }
 }
 
