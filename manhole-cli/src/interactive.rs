@@ -126,9 +126,12 @@ pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Resu
                 if matches!(line.trim(), "quit" | "exit") {
                     break Ok(exit::OK);
                 }
-                match relay_until_prompt(&stream, &mut reader) {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(exit::OK), // the session ended
+                // Only a `watch` waits for a key; otherwise what is typed meanwhile stays in the
+                // terminal for the next prompt.
+                let watching = line.split_whitespace().next() == Some("watch");
+                match relay_until_prompt(&stream, &mut reader, watching) {
+                    Ok(Relayed::Prompt) => {}
+                    Ok(Relayed::Closed | Relayed::PromptThenLeave) => break Ok(exit::OK),
                     Err(e) => break Err(e),
                 }
             }
@@ -148,31 +151,56 @@ pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Resu
     outcome
 }
 
-/// Prints what the server sends until its next prompt (which the editor shows instead).
-/// A line typed meanwhile (Enter, to stop a `watch`) is passed on. Returns false at EOF.
-fn relay_until_prompt(stream: &UnixStream, reader: &mut BufReader<UnixStream>) -> Result<bool, Failure> {
+/// How a command's output ended.
+enum Relayed {
+    /// The server prompts for the next command.
+    Prompt,
+    /// The server prompts, but Ctrl-D was pressed during a `watch`.
+    PromptThenLeave,
+    /// The session ended.
+    Closed,
+}
+
+/// Prints what the server sends until its next prompt (which the editor shows instead). With
+/// `watching`, a line typed meanwhile (Enter, to stop a `watch`) is passed on.
+fn relay_until_prompt(
+    stream: &UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    watching: bool,
+) -> Result<Relayed, Failure> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut leave = false;
     let mut held: Vec<u8> = Vec::new(); // a possible prompt not yet shown
     let mut out = io::stdout();
     let mut buf = [0u8; 16 * 1024];
     loop {
         if reader.buffer().is_empty() {
             let stdin = io::stdin();
+            let listen = if watching && !leave {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
             let mut fds = [
                 PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN),
-                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stdin.as_fd(), listen),
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(io_failure(e)),
             }
-            if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-                let mut typed = String::new();
-                if stdin.lock().read_line(&mut typed).is_ok() {
-                    let mut writer = stream;
-                    let _ = writer.write_all(b"\n");
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                let mut typed = [0u8; 256];
+                // The terminal is in line mode here: one read takes the line, or 0 bytes on
+                // Ctrl-D. Either stops the watch; Ctrl-D also leaves after it. Read unbuffered,
+                // so that nothing typed after it is kept from the editor.
+                match nix::unistd::read(stdin.as_fd(), &mut typed) {
+                    Ok(0) | Err(_) => leave = true,
+                    Ok(_) => {}
                 }
+                let mut writer = stream;
+                let _ = writer.write_all(b"\n");
             }
             if fds[0].revents().is_none_or(|r| r.is_empty()) {
                 continue;
@@ -182,14 +210,18 @@ fn relay_until_prompt(stream: &UnixStream, reader: &mut BufReader<UnixStream>) -
         if n == 0 {
             let _ = out.write_all(&held);
             let _ = out.flush();
-            return Ok(false);
+            return Ok(Relayed::Closed);
         }
         held.extend_from_slice(&buf[..n]);
         if held.ends_with(PROMPT.as_bytes()) {
             held.truncate(held.len() - PROMPT.len());
             let _ = out.write_all(&held);
             let _ = out.flush();
-            return Ok(true);
+            return Ok(if leave {
+                Relayed::PromptThenLeave
+            } else {
+                Relayed::Prompt
+            });
         }
         // Show all but the last bytes, which could be the start of the prompt.
         let keep = (1..PROMPT.len())

@@ -15,7 +15,8 @@ fn host() -> &'static PathBuf {
         let answer = std::sync::Arc::new(42);
         let options = manhole::Options::new()
             .verbose(false)
-            .local("answer_to_everything", answer);
+            .local("answer_to_everything", answer)
+            .local("big_text", std::sync::Arc::new(big_text()));
         let handle = manhole::install(options).expect("install");
         handle.socket_path().expect("listening")
     })
@@ -52,6 +53,12 @@ fn run(args: &[&str], input: &str) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// About 18 KB of two-, three- and four-byte characters: larger than any single read, so some
+/// character is bound to arrive split across two.
+fn big_text() -> String {
+    format!("<{}>", "é€😀".repeat(2000))
 }
 
 fn me() -> String {
@@ -229,39 +236,71 @@ fn shell_completions() {
     }
 }
 
-/// A terminal for the client: the master end, read with a deadline.
+/// A client on a terminal: the master end, read with a deadline. Dropping it kills the client,
+/// so a failed test leaves no client behind (whose open session would hold this process at exit).
 struct Pty {
     master: std::fs::File,
     seen: Vec<u8>,
+    child: std::process::Child,
 }
 
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Held from openpty until the client is started, so no other test's child inherits the
+/// terminal (the descriptors are close-on-exec at once, but not atomically).
+static PTY_START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Pty {
+    /// Reads until `needle` shows up; returns what came before it.
     fn expect(&mut self, needle: &str) -> String {
-        use std::io::Read;
-        use std::os::fd::AsRawFd;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(at) = String::from_utf8_lossy(&self.seen).find(needle) {
-                let text = String::from_utf8_lossy(&self.seen).into_owned();
-                self.seen = text.as_bytes()[at + needle.len()..].to_vec();
-                return text[..at].to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
+        match self.expect_within(needle, Duration::from_secs(20)) {
+            Some(before) => before,
+            None => panic!(
                 "never saw {needle:?}; got {:?}",
                 String::from_utf8_lossy(&self.seen)
-            );
-            let mut fds = libc::pollfd {
-                fd: self.master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut fds, 1, 200) } > 0 {
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = self.master.read(&mut buf) {
-                    self.seen.extend_from_slice(&buf[..n]);
-                }
+            ),
+        }
+    }
+
+    fn expect_within(&mut self, needle: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Searched as bytes: the tail may hold half a character still on its way.
+            if let Some(at) = self
+                .seen
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                let before = String::from_utf8_lossy(&self.seen[..at]).into_owned();
+                self.seen.drain(..at + needle.len());
+                return Some(before);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            self.read_some();
+        }
+    }
+
+    /// Reads what the terminal has, waiting up to 200 ms for something.
+    fn read_some(&mut self) {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut fds = libc::pollfd {
+            fd: self.master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut fds, 1, 200) } > 0 {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = self.master.read(&mut buf) {
+                self.seen.extend_from_slice(&buf[..n]);
             }
         }
     }
@@ -272,40 +311,76 @@ impl Pty {
     }
 }
 
-#[test]
-fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl_d() {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    host();
-    let home = std::env::temp_dir().join(format!("mh-cli-home-{}", me()));
+impl Pty {
+    /// Starts the client on a new terminal, with `home` as its HOME (for the history file).
+    fn start(args: &[&str], home: &std::path::Path) -> Pty {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let _alone = PTY_START.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty fills two descriptors, owned right below.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0);
+        for fd in [master, slave] {
+            // SAFETY: fcntl on a descriptor openpty just returned.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        // SAFETY: fresh descriptors from openpty, owned once each.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let child = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
+            .args(args)
+            .env("HOME", home)
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .expect("start manhole-cli");
+        Pty {
+            master: std::fs::File::from(master),
+            seen: Vec::new(),
+            child,
+        }
+    }
+
+    /// Waits for the client to exit, reading what it still prints meanwhile (a terminal holds
+    /// only a few KB: a client writing to one nobody reads would wait forever).
+    fn finish(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the client did not exit; it printed {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                );
+            }
+            self.read_some();
+        }
+    }
+}
+
+fn test_home(name: &str) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("mh-cli-{name}-{}", me()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors, owned right below.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0);
-    // SAFETY: fresh descriptors from openpty, owned once each.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
-        .args(["-q", &me()])
-        .env("HOME", &home)
-        .env("TERM", "xterm")
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .expect("start manhole-cli");
-    let mut pty = Pty {
-        master: std::fs::File::from(master),
-        seen: Vec::new(),
-    };
+    home
+}
+
+#[test]
+fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl_d() {
+    host();
+    let home = test_home("home");
+    let mut pty = Pty::start(&["-q", &me()], &home);
     pty.expect(">>> ");
     // Tab completes a command name; Enter runs it; the output streams back.
     pty.type_keys("inf\t\r");
@@ -315,6 +390,7 @@ fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl
     pty.type_keys("print answer\t\r");
     pty.expect("answer_to_everything");
     pty.expect("\r\n42\r\n");
+    pty.expect(">>> "); // the editor's own prompt: keys typed before it meet a line-mode terminal
     // Ctrl-C drops the line being typed; the session goes on.
     pty.type_keys("frobnicate\x03");
     pty.expect("frobnicate");
@@ -326,15 +402,58 @@ fn interactive_on_a_terminal_completes_keeps_history_and_handles_ctrl_c_and_ctrl
         "the dropped line never ran: {shown:?}"
     );
     pty.expect("effect:");
+    pty.expect(">>> "); // typed before this, Ctrl-D would reach a terminal still in line mode
     // Ctrl-D leaves, with status 0, and the history was kept.
     pty.type_keys("\x04");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(pty.finish().code(), Some(0));
     let history = std::fs::read_to_string(home.join(".manhole_history")).expect("history file");
     assert!(
         history.contains("info") && history.contains("help quit") && !history.contains("frobnicate"),
         "{history}"
     );
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn interactive_output_keeps_multibyte_characters_whole() {
+    host();
+    let home = test_home("multibyte");
+    let mut pty = Pty::start(&["-q", &me()], &home);
+    pty.expect(">>> ");
+    pty.type_keys("print big_text\r");
+    pty.expect("print big_text");
+    let printed = pty.expect(">>> ");
+    let expected = big_text();
+    assert!(
+        printed.contains(&expected),
+        "every character arrived whole: {} bytes printed, no U+FFFD expected: {}",
+        printed.len(),
+        printed.contains('\u{fffd}')
+    );
+    pty.type_keys("\x04");
+    assert_eq!(pty.finish().code(), Some(0));
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
+    host();
+    let home = test_home("watch");
+    let mut pty = Pty::start(&["-q", &me()], &home);
+    pty.expect(">>> ");
+    pty.type_keys("watch -n 0.1 print answer_to_everything\r");
+    pty.expect("(run 2; press Enter to stop)");
+    pty.type_keys("\r");
+    pty.expect(">>> ");
+    // The session goes on: Enter went to the watch, not to the next command.
+    pty.type_keys("help fds\r");
+    let shown = pty.expect("usage: fds");
+    assert!(!shown.contains("error"), "{shown}");
+    pty.expect(">>> ");
+    pty.type_keys("watch -n 0.1 info\r");
+    pty.expect("(run 2; press Enter to stop)");
+    pty.type_keys("\x04");
+    assert_eq!(pty.finish().code(), Some(0));
     std::fs::remove_dir_all(&home).unwrap();
 }
 
