@@ -18,7 +18,8 @@ Exit status:
   1  a command failed, or the connection broke
   2  usage error
   3  no such process, or no socket (or only a stale one) where it should be
-  4  access refused (not the process's user or root), or too many sessions
+  4  access refused (not the process's user or root), too many sessions, or the
+     socket is served by another process or user than asked for (not trusted)
   5  timed out waiting for the socket after the signal";
 
 /// Connect to the manhole of a running Rust process.
@@ -103,4 +104,57 @@ fn parse_signal(text: &str) -> Result<manhole::Signal, String> {
 pub(crate) fn completions(shell: clap_complete::Shell) {
     let mut command = Cli::command();
     clap_complete::generate(shell, &mut command, "manhole-cli", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("manhole-cli").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn signals_by_flag_name_or_number() {
+        let sent = |args: &[&str]| parse(args).expect("valid").signal_to_send();
+        assert_eq!(sent(&["-1", "42"]), Some(manhole::Signal::USR1));
+        assert_eq!(sent(&["--usr2", "42"]), Some(manhole::Signal::USR2));
+        for name in ["USR2", "SIGUSR2", "12"] {
+            assert_eq!(sent(&["-s", name, "42"]), Some(manhole::Signal::USR2), "{name}");
+        }
+        assert_eq!(sent(&["42"]), None);
+        let err = parse(&["-s", "SIGFOO", "42"]).unwrap_err().to_string();
+        assert!(err.contains("SIGFOO"), "{err}");
+        let err = parse(&["-1", "-2", "42"]).unwrap_err().to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        let cli = parse(&["-t", "0.25", "42"]).expect("valid");
+        assert_eq!(cli.timeout, Duration::from_millis(250));
+        assert_eq!(parse(&["42"]).expect("valid").timeout, Duration::from_secs(1));
+        for bad in ["0", "-1", "soon", "inf"] {
+            let err = parse(&[&format!("--timeout={bad}"), "42"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("greater than 0"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_command_keeps_its_own_flags() {
+        let cli = parse(&["-q", "--json", "42", "stacks", "--full", "-n"]).expect("valid");
+        assert!(cli.quiet && cli.json);
+        assert_eq!(cli.target.as_deref(), Some("42"));
+        assert_eq!(cli.words, ["stacks", "--full", "-n"]);
+        assert!(parse(&[]).is_err(), "a target is required");
+        assert!(matches!(
+            parse(&["list", "--clean", "--json"]).expect("valid").command,
+            Some(Sub::List {
+                clean: true,
+                json: true
+            })
+        ));
+    }
 }

@@ -111,6 +111,63 @@ pub(crate) fn connect(path: &Path, timeout: Duration, waiting: bool) -> Result<U
     }
 }
 
+/// Makes sure the process at the other end is the one asked for: by PID, that very process;
+/// in any case, one of this user's (or root's, whom every user's client trusts). Anyone can
+/// create `/tmp/manhole-PID` before that process does; a client that trusted it would show a
+/// stranger's output as the process's and could hand them what is typed.
+pub(crate) fn verify_peer(stream: &UnixStream, path: &Path, pid: Option<i32>) -> Result<(), Failure> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable ucred of `len` bytes, as SO_PEERCRED expects.
+    let got = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if got != 0 {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "cannot tell who listens at {}: {}",
+                path.display(),
+                io::Error::last_os_error()
+            ),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let shown = path.display();
+    if let Some(pid) = pid.filter(|pid| *pid != cred.pid) {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "{shown} is served by process {} (uid {}), not by process {pid}: someone else may have \
+                 put it there; not connecting",
+                cred.pid, cred.uid
+            ),
+        ));
+    }
+    if me != 0 && cred.uid != me && cred.uid != 0 {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "{shown} is served by process {} of uid {}, not by you (uid {me}) or root; not connecting",
+                cred.pid, cred.uid
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Failure {
     let shown = path.display();
     match err.kind() {

@@ -24,6 +24,9 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
         connect::send_signal(pid, signal)?;
     }
     let stream = connect::connect(&path, cli.timeout, signal.is_some())?;
+    // Given a PID, the listener must be that process; given a path, any process of ours.
+    let asked_for = if target.contains('/') { None } else { pid };
+    connect::verify_peer(&stream, &path, asked_for)?;
     // The first dump of a fresh process can take a moment; commands wait as long as they run.
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))

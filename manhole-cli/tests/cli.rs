@@ -61,6 +61,22 @@ fn big_text() -> String {
     format!("<{}>", "é€😀".repeat(2000))
 }
 
+/// Runs the client as uid and gid 65534 (nobody); needs root. Returns its status and stderr.
+fn run_as_nobody(args: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run as nobody");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn me() -> String {
     std::process::id().to_string()
 }
@@ -162,35 +178,155 @@ fn exit_codes_say_what_went_wrong() {
     );
 }
 
-/// Runs as a one-shot host when started by `signal_then_wait_against_a_oneshot_service`.
+/// Runs as a second host, configured by `MANHOLE_CLI_TEST_HOST` (`oneshot`: on SIGUSR2;
+/// `activate`: listening from SIGUSR1 on; `one-session`: always on, one session at a time), when `other_host` starts this binary.
 #[test]
-fn oneshot_host() {
-    if std::env::var_os("MANHOLE_CLI_TEST_ONESHOT_HOST").is_none() {
-        return;
-    }
-    let _handle =
-        manhole::install(manhole::Options::new().oneshot_on("USR2").verbose(false)).expect("install");
+fn other_host_main() {
+    let options = manhole::Options::new().verbose(false);
+    let options = match std::env::var("MANHOLE_CLI_TEST_HOST").as_deref() {
+        Ok("oneshot") => options.oneshot_on("USR2"),
+        Ok("activate") => options.activate_on("USR1"),
+        Ok("one-session") => options.max_sessions(1),
+        _ => return,
+    };
+    let _handle = manhole::install(options).expect("install");
     println!("host ready");
     let _ = std::io::stdin().lock().lines().count();
 }
 
+/// A copy of this binary hosting manhole as `kind` says; it exits when its stdin closes. Its
+/// stdout is kept open for the test harness's last words.
+struct OtherHost(
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+);
+
+impl OtherHost {
+    fn start(kind: &str) -> OtherHost {
+        let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+            .args(["--exact", "other_host_main", "--nocapture", "--test-threads", "1"])
+            .env("MANHOLE_CLI_TEST_HOST", kind)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("host");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        assert!(lines.any(|l| l.is_ok_and(|l| l.contains("host ready"))));
+        OtherHost(child, lines)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.1.by_ref().count();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn signal_then_wait_against_a_oneshot_service() {
-    let mut host = Command::new(std::env::current_exe().expect("current_exe"))
-        .args(["--exact", "oneshot_host", "--nocapture", "--test-threads", "1"])
-        .env("MANHOLE_CLI_TEST_ONESHOT_HOST", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("host");
-    let mut lines = BufReader::new(host.stdout.take().expect("stdout")).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("host ready"))));
-    let pid = host.id().to_string();
+    let host = OtherHost::start("oneshot");
+    let pid = host.pid();
     let (code, out, err) = run(&["-2", "-t", "10", &pid, "info"], "");
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(&format!("pid         {pid} ")), "{out}");
-    drop(host.stdin.take());
-    let _ = host.wait();
+}
+
+#[test]
+fn signal_then_wait_against_an_activate_on_service() {
+    let host = OtherHost::start("activate");
+    let pid = host.pid();
+    let (code, _, err) = run(&[&pid, "info"], "");
+    assert_eq!(code, Some(3), "not listening before the signal: {err}");
+    let (code, out, err) = run(&["-1", &pid, "info"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("pid         {pid} ")), "{out}");
+    let (code, _, err) = run(&[&pid, "info"], "");
+    assert_eq!(code, Some(0), "still listening, no signal needed: {err}");
+}
+
+#[test]
+fn a_full_house_is_refused_with_status_4() {
+    use std::io::Read;
+    let host = OtherHost::start("one-session");
+    let path = manhole::default_socket_path(host.0.id());
+    let mut first = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+    let mut opening = Vec::new();
+    let mut byte = [0u8; 1];
+    while !opening.ends_with(b">>> ") && first.read(&mut byte).expect("read") == 1 {
+        opening.push(byte[0]);
+    }
+    let (code, _, err) = run(&[&host.pid(), "info"], "");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("too many sessions open (1)"), "{err}");
+    drop(first);
+}
+
+#[test]
+fn a_socket_someone_else_put_at_the_path_is_not_trusted() {
+    // A squatter: this process listens where another process's manhole will be.
+    let mut victim = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let path = manhole::default_socket_path(victim.id());
+    let _ = std::fs::remove_file(&path);
+    let squatter = UnixListener::bind(&path).expect("bind");
+    let (code, out, err) = run(&[&victim.id().to_string(), "info"], "");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains(&format!("is served by process {}", std::process::id()))
+            && err.contains(&format!("not by process {}", victim.id())),
+        "{err}"
+    );
+    assert!(out.is_empty(), "nothing was read from it: {out}");
+    drop(squatter);
+    let _ = std::fs::remove_file(&path);
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[test]
+fn a_socket_served_by_another_user_is_not_trusted() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: serving and connecting as two other users needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mh-cli-foreign-{}", me()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let path = dir.join("app.sock");
+    // A listener of uid 65533 that anyone may connect to.
+    let mut server = match Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},mode=777,fork", path.display()))
+        .arg("SYSTEM:echo hello")
+        .stderr(Stdio::null()) // it complains when the client hangs up unread
+        .uid(65533)
+        .gid(65533)
+        .spawn()
+    {
+        Ok(server) => server,
+        Err(e) => panic!("socat is needed (apt-get install socat): {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "socat never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, err) = run_as_nobody(&[path.to_str().unwrap(), "info"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("of uid 65533, not by you (uid 65534) or root"),
+        "{err}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -199,6 +335,17 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     let stale = PathBuf::from("/tmp/manhole-3999999");
     let _ = std::fs::remove_file(&stale);
     drop(UnixListener::bind(&stale).expect("bind"));
+    // Another user's stale socket: not ours to show or remove. Making one takes root.
+    let foreign = PathBuf::from("/tmp/manhole-3999997");
+    let _ = std::fs::remove_file(&foreign);
+    drop(UnixListener::bind(&foreign).expect("bind"));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    } else {
+        std::fs::remove_file(&foreign).expect("remove");
+    }
     let (code, out, _) = run(&["list"], "");
     assert_eq!(code, Some(0));
     let row = |path: &PathBuf| {
@@ -225,6 +372,14 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     );
     assert!(!stale.exists());
     assert!(live.exists(), "live sockets are kept");
+    assert!(
+        !out.contains("3999997"),
+        "another user's socket is not listed: {out}"
+    );
+    if root {
+        assert!(foreign.exists(), "another user's socket is left alone");
+        std::fs::remove_file(&foreign).expect("remove");
+    }
 }
 
 #[test]
@@ -459,22 +614,13 @@ fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
 
 #[test]
 fn another_user_is_refused_with_status_4() {
-    use std::os::unix::process::CommandExt;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: running a client as another user needs root");
         return;
     }
-    let path = host();
-    let out = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
-        .arg(path)
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run as nobody");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{err}");
+    let (code, err) = run_as_nobody(&[host().to_str().unwrap()]);
+    assert_eq!(code, Some(4), "{err}");
     assert!(
         err.contains("permission denied") && err.contains("connect as the process's user or root"),
         "{err}"
