@@ -86,6 +86,7 @@ pub fn install(options: Options) -> Result<Handle, Error> {
             mlog!("Cannot register the exit hook ({e}); the socket will stay after exit");
         }
     });
+    crate::server::keep_session_panics_to_sessions();
     let handle = Handle {
         server: Arc::downgrade(&server),
     };

@@ -113,6 +113,34 @@ pub(crate) fn mark_session_thread() {
     IN_SESSION.with(|flag| flag.set(true));
 }
 
+/// A panic on a session thread (a `Debug` impl or an exposed function of the program's) is
+/// caught and shown to the client who caused it. The program's panic hook, which may print a
+/// backtrace to its stderr or page someone, is not told: it is not the program's panic. The
+/// manhole log gets one line. Wraps whatever hook is set when manhole is first installed; a
+/// hook the program sets later replaces this one, and then it sees those panics too.
+pub(crate) fn keep_session_panics_to_sessions() {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    if thread::panicking() {
+        return; // set_hook would panic; the next install wraps it
+    }
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_SESSION.try_with(std::cell::Cell::get).unwrap_or(false) {
+                let at = info
+                    .location()
+                    .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+                mlog!(
+                    "Caught a panic in a session{at}: {}",
+                    crate::console::panic_message(info.payload())
+                );
+                return;
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// Spawns a named manhole thread that blocks `mask` from its first instruction.
 fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
     sys::with_signals_blocked(mask, || thread::Builder::new().name(name.to_owned()).spawn(body))

@@ -2,6 +2,9 @@
 //! `#[manhole::expose]` shows its state. Options come from the `MANHOLE` variable (the tests
 //! give each run its own socket). It prints `ready`, then exits when stdin closes.
 
+#[path = "host_parts.rs"]
+mod host_parts;
+
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,15 +41,7 @@ static LOADED_FROM: OnceLock<String> = OnceLock::new();
 
 /// A value whose Debug implementation panics.
 #[manhole::expose]
-static TRAP: Trap = Trap;
-
-struct Trap;
-
-impl std::fmt::Debug for Trap {
-    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        panic!("Debug of Trap exploded")
-    }
-}
+static TRAP: host_parts::Trap = host_parts::Trap;
 
 /// Adds two numbers.
 #[manhole::expose]

@@ -20,6 +20,9 @@
 //! `manhole-testapp connect PATH`: a client; prints what the server sends until EOF.
 //! `manhole-testapp install-at PATH`: prints `installed` or `error: <message>`.
 
+#[path = "host_parts.rs"]
+mod host_parts;
+
 use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -220,34 +223,8 @@ fn serve(args: &[String]) {
                 hoard.clear();
                 say("released");
             }
-            "fork-child" => {
-                // SAFETY: the child only sleeps and exits; its manhole thread (if any) is
-                // started by manhole's own fork handler.
-                match unsafe { libc::fork() } {
-                    0 => {
-                        std::thread::sleep(Duration::from_secs(20));
-                        // SAFETY: ends the child without running the parent's exit hooks twice.
-                        unsafe { libc::_exit(0) };
-                    }
-                    child if child > 0 => say(&format!("child {child}")),
-                    _ => say("fork failed"),
-                }
-            }
-            "fork-exec" => {
-                // SAFETY: the child execs at once (argv is a static, NUL-terminated array);
-                // on failure it _exits.
-                match unsafe { libc::fork() } {
-                    // SAFETY: exec with a static, NUL-terminated argv; _exit if it fails.
-                    0 => unsafe {
-                        let program = c"/bin/sleep";
-                        let args = [program.as_ptr(), c"2".as_ptr(), std::ptr::null()];
-                        libc::execv(program.as_ptr(), args.as_ptr());
-                        libc::_exit(127);
-                    },
-                    child if child > 0 => say(&format!("child {child}")),
-                    _ => say("fork failed"),
-                }
-            }
+            "fork-child" => say(&host_parts::fork_sleeper(20)),
+            "fork-exec" => say(&host_parts::fork_exec_sleep(c"2")),
             "spawn-pre-exec" => {
                 use std::os::unix::process::CommandExt;
                 let mut ok = 0;

@@ -136,6 +136,13 @@ fn facts(context: &Context<'_>) -> Facts {
             ("max", Json::from(server.config.max_sessions)),
         ]),
     ));
+    let calls = super::values::CALLS_RUNNING.load(std::sync::atomic::Ordering::Acquire);
+    let most = super::values::MAX_CALLS_RUNNING;
+    rows.push((
+        "calls",
+        format!("{calls} running (at most {most})"),
+        Json::obj([("running", Json::from(calls)), ("max", Json::from(most))]),
+    ));
     let socket = server.socket_path().map(|p| p.display().to_string());
     rows.push((
         "socket",

@@ -267,7 +267,8 @@ const COMMANDS: &[CommandSpec] = &[
         summary: "call an exposed function",
         details: "Parses each argument as the parameter's type, calls the function and shows\n\
                   its result. Quote arguments with spaces (\"…\" or '…'). If you disconnect\n\
-                  while it runs, the session ends and the call finishes on its own.\n\
+                  while it runs, the session ends and the call finishes on its own. At most\n\
+                  8 calls run at once (see info).\n\
                   Example: call flush_cache 10",
         group: Group::Values,
         effect: Effect::RunsCode,

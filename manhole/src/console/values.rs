@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -243,6 +244,34 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
 /// How often a waiting `call` checks whether its client is still there.
 const CALL_POLL: Duration = Duration::from_millis(100);
 
+/// Calls may run on after their client left; a function that never returns keeps its thread
+/// forever. So at most this many run at once, whatever clients do.
+pub(crate) const MAX_CALLS_RUNNING: usize = 8;
+
+/// Calls running now, on their own threads.
+pub(crate) static CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the calls running, given back when dropped (on the call's thread, after the
+/// function returned or panicked).
+struct CallSlot;
+
+impl CallSlot {
+    fn take() -> Option<CallSlot> {
+        CALLS_RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CALLS_RUNNING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CallSlot)
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        CALLS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
     let Some((name, rest)) = args.split_first() else {
         return Reply::fail("usage", "usage: call NAME [ARG…]").into();
@@ -290,7 +319,19 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
         peer_words(context.peer)
     );
     let outcome = match context.client {
-        Some(client) => run_abandonable(*call, args, client, context),
+        Some(client) => {
+            let Some(slot) = CallSlot::take() else {
+                return Reply::fail(
+                    "busy",
+                    format!(
+                        "{MAX_CALLS_RUNNING} calls are still running (some may never return); \
+                         not starting another until one ends"
+                    ),
+                )
+                .into();
+            };
+            run_abandonable(*call, args, slot, client, context)
+        }
         None => catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p)),
     };
     match outcome {
@@ -312,11 +353,13 @@ const CLIENT_LEFT: &str = "\0client left";
 fn run_abandonable(
     call: fn(&[String]) -> Result<String, String>,
     args: Vec<String>,
+    slot: CallSlot,
     client: &std::os::unix::net::UnixStream,
     context: &Context<'_>,
 ) -> Result<Result<String, String>, String> {
     let (tx, rx) = mpsc::channel();
     let spawned = context.server.spawn_thread("manhole-call", move || {
+        let _slot = slot;
         crate::server::mark_session_thread();
         let outcome = catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p));
         let _ = tx.send(outcome);

@@ -39,6 +39,10 @@ type Memo = HashMap<usize, Arc<[Symbol]>>;
 
 static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
 
+/// Addresses remembered at most: a long-running program dumped often meets ever more of its
+/// code, and the memo must not grow with its uptime. Past this, it starts over.
+const MEMO_LIMIT: usize = 16 * 1024;
+
 /// Resolves every address, from the memo where possible.
 pub(crate) fn resolve_all(addresses: &[Address]) -> HashMap<Address, Arc<[Symbol]>> {
     let mut wanted: Vec<usize> = addresses.iter().map(|a| a.lookup()).collect();
@@ -46,6 +50,9 @@ pub(crate) fn resolve_all(addresses: &[Address]) -> HashMap<Address, Arc<[Symbol
     wanted.dedup();
     let mut memo = MEMO.lock().unwrap_or_else(PoisonError::into_inner);
     let memo = memo.get_or_insert_with(HashMap::new);
+    if memo.len() + wanted.len() > MEMO_LIMIT {
+        memo.clear();
+    }
     for lookup in wanted {
         memo.entry(lookup).or_insert_with(|| resolve_one(lookup));
     }
