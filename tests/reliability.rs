@@ -568,3 +568,93 @@ fn sigterm_and_sigkill_at_random_points() {
         assert!(!socket.exists(), "round {round}: a normal exit removes it");
     }
 }
+
+/// `manhole-testapp install-at PATH`, as this user or as nobody; returns what it printed.
+fn install_at(path: &std::path::Path, as_nobody: bool) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(support::testapp());
+    command.args(["install-at", path.to_str().expect("UTF-8 path")]);
+    if as_nobody {
+        command.uid(65534).gid(65534);
+    }
+    let out = command.output().expect("run the test app");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn whatever_is_at_the_socket_path_is_left_alone_with_a_clear_error() {
+    use std::os::unix::fs::symlink;
+    let dir = std::env::temp_dir().join(format!("mh-rel-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let target = dir.join("precious");
+    std::fs::write(&target, b"keep me").expect("write");
+    symlink(&target, dir.join("link")).expect("symlink");
+    symlink(dir.join("nowhere"), dir.join("dangling")).expect("symlink");
+    std::fs::create_dir(dir.join("dir")).expect("mkdir");
+
+    for (name, what) in [
+        (
+            "link",
+            "a symbolic link is there, not a socket; manhole leaves it alone",
+        ),
+        (
+            "dangling",
+            "a symbolic link is there, not a socket; manhole leaves it alone",
+        ),
+        (
+            "dir",
+            "a directory is there, not a socket; manhole leaves it alone",
+        ),
+    ] {
+        let path = dir.join(name);
+        assert_eq!(
+            install_at(&path, false),
+            format!("error: cannot listen at {}: {what}", path.display())
+        );
+    }
+    assert_eq!(std::fs::read(&target).expect("still there"), b"keep me");
+    assert!(std::fs::symlink_metadata(dir.join("link")).is_ok_and(|m| m.file_type().is_symlink()));
+    assert!(std::fs::symlink_metadata(dir.join("dangling")).is_ok_and(|m| m.file_type().is_symlink()));
+    assert!(dir.join("dir").is_dir());
+
+    let missing = dir.join("missing").join("sock");
+    assert!(
+        install_at(&missing, false).ends_with(&format!(
+            "; the directory {} does not exist",
+            dir.join("missing").display()
+        )),
+        "{}",
+        install_at(&missing, false)
+    );
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Another user's stale socket, and a directory this user may not write.
+        let foreign = dir.join("foreign");
+        drop(std::os::unix::net::UnixListener::bind(&foreign).expect("bind"));
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+        assert_eq!(
+            install_at(&foreign, false),
+            format!(
+                "error: cannot listen at {}: it is a socket of uid 65534 (this process runs as uid 0); \
+                 manhole leaves it alone",
+                foreign.display()
+            )
+        );
+        assert!(foreign.exists());
+        let unwritable = dir.join("sock");
+        let said = install_at(&unwritable, true);
+        assert!(
+            said.contains("Permission denied")
+                && said.ends_with(&format!(
+                    "this user may not create files in {}: choose a socket_path in a directory it owns",
+                    dir.display()
+                )),
+            "{said}"
+        );
+    } else {
+        eprintln!("skipped the other-user cases: they need root");
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -64,6 +64,9 @@ pub enum Error {
     },
 }
 
+/// The action of a failed bind(2), which gets a hint about the directory.
+pub(crate) const BIND: &str = "bind the socket";
+
 impl Error {
     pub(crate) fn io(action: &'static str, path: Option<PathBuf>, source: io::Error) -> Self {
         Error::Io { action, path, source }
@@ -102,7 +105,27 @@ impl fmt::Display for Error {
                 path: Some(path),
                 source,
             } => {
-                write!(f, "cannot {action} at {}: {source}", path.display())
+                write!(f, "cannot {action} at {}: {source}", path.display())?;
+                if *action == BIND {
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    let dir = dir.display();
+                    match source.kind() {
+                        io::ErrorKind::PermissionDenied => write!(
+                            f,
+                            "; this user may not create files in {dir}: choose a socket_path in a \
+                             directory it owns"
+                        )?,
+                        io::ErrorKind::NotFound => write!(f, "; the directory {dir} does not exist")?,
+                        io::ErrorKind::ReadOnlyFilesystem => {
+                            write!(f, "; {dir} is on a read-only file system")?
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
             }
             Error::Io {
                 action,

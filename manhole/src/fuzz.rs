@@ -53,7 +53,7 @@ fn command_line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases each (proptest's default); PROPTEST_CASES=N runs more.
 
     #[test]
     fn the_line_reader_never_panics_and_never_exceeds_its_bound(

@@ -93,7 +93,7 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
             path: path.to_owned(),
             reason: "another process created it at the same moment".to_owned(),
         },
-        e => Error::io("bind the socket", Some(path.to_owned()), e.into()),
+        e => Error::io(crate::error::BIND, Some(path.to_owned()), e.into()),
     })?;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
