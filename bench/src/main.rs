@@ -1,96 +1,131 @@
-//! Benchmarks of manhole, printed as a table (see BENCHMARKS.md).
+//! Benchmarks of manhole for every target of DESIGN.md §9, printed as tables with a summary
+//! against the targets, and saved as JSON (see BENCHMARKS.md).
 //!
 //! ```text
-//! cargo run --release -p manhole-bench             # every benchmark
-//! cargo run --release -p manhole-bench -- stacks   # the all-thread stack dump only
+//! cargo run --release -p manhole-bench                 # every benchmark
+//! cargo run --release -p manhole-bench -- stacks idle  # some of them
+//! cargo run --release -p manhole-bench -- --json out.json
 //! ```
 //!
-//! Each measurement runs a fresh workload process (`manhole-bench serve N`): N threads that
-//! sleep, wait on a condition variable, wait on a held mutex, block in read(2), and two that
-//! spin. manhole dumps it from inside; `eu-stack -p` and `gdb -batch -ex 'thread apply all bt'`
-//! dump the same process from outside when they are installed.
+//! Benchmarks: `stacks` (all-thread dump, against eu-stack and gdb when installed), `idle`
+//! (wake-ups of manhole's threads), `install` (time and memory), `roundtrip` (command round trips
+//! on one connection and on 16), `throughput` (the program's CPU-bound work while a client dumps
+//! stacks at 10 Hz), `size` (bytes manhole adds to a binary). Each runs fresh processes of this
+//! binary (`serve N`, `install-probe`, …); nothing is measured inside `cargo test`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod idle;
+mod install;
+mod report;
+mod roundtrip;
+mod size;
+mod stacks;
+mod throughput;
 mod workload;
 
-const SIZES: [usize; 3] = [10, 100, 1000];
-/// Warm dumps per size; the table shows medians.
-const WARM_DUMPS: usize = 9;
-/// Runs of each external tool per size.
-const TOOL_RUNS: usize = 3;
+/// The benchmarks, in the order they run.
+const BENCHMARKS: [&str; 6] = ["stacks", "idle", "install", "roundtrip", "throughput", "size"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("serve") => workload::serve(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10)),
-        None | Some("stacks") => stacks(),
-        Some(other) => {
-            eprintln!("manhole-bench: unknown benchmark {other:?}; try: stacks");
-            std::process::exit(2);
+        Some("serve") => {
+            let threads = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10);
+            return workload::serve(threads, args.get(2).is_none_or(|a| a != "quiet"));
+        }
+        Some("install-probe") => return install::probe(),
+        #[cfg(feature = "rstack")]
+        Some("rstack-child") => {
+            let _ = rstack_self::child();
+            return;
+        }
+        _ => {}
+    }
+    let mut json = std::path::PathBuf::from("target/manhole-bench.json");
+    let mut chosen: Vec<&str> = Vec::new();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--json" => match words.next() {
+                Some(path) => json = path.into(),
+                None => usage("--json needs a path"),
+            },
+            name => match BENCHMARKS.iter().find(|b| **b == name) {
+                Some(b) => chosen.push(b),
+                None => usage(&format!("unknown benchmark {name:?}")),
+            },
         }
     }
-}
-
-/// One dump as the workload reports it.
-#[derive(Clone, Debug, Default)]
-struct Dump {
-    threads: usize,
-    captured: usize,
-    capture: Duration,
-    symbolize: Duration,
-    render: Duration,
-    pauses: Vec<Duration>,
-}
-
-impl Dump {
-    fn total(&self) -> Duration {
-        self.capture + self.symbolize + self.render
+    if chosen.is_empty() {
+        chosen = BENCHMARKS.to_vec();
     }
-
-    fn parse(line: &str) -> Option<Dump> {
-        let mut fields = line.split_whitespace();
-        let mut next = || fields.next();
-        let us = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok()).map(Duration::from_micros);
-        let _tag = next()?;
-        Some(Dump {
-            threads: next()?.parse().ok()?,
-            captured: next()?.parse().ok()?,
-            capture: us(next())?,
-            symbolize: us(next())?,
-            render: us(next())?,
-            pauses: next()
-                .unwrap_or("")
-                .split(',')
-                .filter_map(|p| p.parse::<u64>().ok())
-                .map(Duration::from_nanos)
-                .collect(),
-        })
+    let mut report = report::Report::new(machine());
+    println!("machine: {}", report.machine);
+    for name in chosen {
+        println!();
+        match name {
+            "stacks" => stacks::run(&mut report),
+            "idle" => idle::run(&mut report),
+            "install" => install::run(&mut report),
+            "roundtrip" => roundtrip::run(&mut report),
+            "throughput" => throughput::run(&mut report),
+            _ => size::run(&mut report),
+        }
     }
+    report.finish(&json);
 }
 
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "manhole-bench: {problem}\nusage: manhole-bench [--json PATH] [{}]…",
+        BENCHMARKS.join("|")
+    );
+    std::process::exit(2);
+}
+
+/// A workload process (`manhole-bench serve N`) with manhole installed.
 struct Workload {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    socket: std::path::PathBuf,
 }
 
 impl Workload {
+    /// `threads` threads, two of them spinning.
     fn start(threads: usize) -> Workload {
+        Workload::spawn(&["serve", &threads.to_string()])
+    }
+
+    /// `threads` threads, none spinning: for measurements the spinners would disturb.
+    fn start_quiet(threads: usize) -> Workload {
+        Workload::spawn(&["serve", &threads.to_string(), "quiet"])
+    }
+
+    fn spawn(args: &[&str]) -> Workload {
         let exe = std::env::current_exe().expect("current_exe");
         let mut child = Command::new(exe)
-            .args(["serve", &threads.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the workload");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut workload = Workload { child, stdin, stdout };
+        let mut workload = Workload {
+            child,
+            stdin,
+            stdout,
+            socket: Default::default(),
+        };
         let ready = workload.line();
-        assert!(ready.starts_with("ready"), "workload said {ready:?}");
+        match ready.strip_prefix("ready ") {
+            Some(path) => workload.socket = path.into(),
+            None => panic!("workload said {ready:?}"),
+        }
         workload
     }
 
@@ -104,11 +139,57 @@ impl Workload {
         line.trim_end().to_owned()
     }
 
-    fn dump(&mut self) -> Dump {
-        writeln!(self.stdin, "dump").expect("workload input");
+    /// Sends a command on the workload's stdin and returns its one-line answer.
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("workload input");
         self.stdin.flush().expect("flush");
-        let line = self.line();
-        Dump::parse(&line).unwrap_or_else(|| panic!("bad dump line {line:?}"))
+        self.line()
+    }
+
+    /// A session with the workload's manhole, past its opening dump.
+    fn session(&self) -> Session {
+        Session::open(&self.socket)
+    }
+}
+
+/// A client of a manhole socket that reads up to each prompt.
+struct Session {
+    stream: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    fn open(path: &std::path::Path) -> Session {
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        let mut session = Session {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        session.until_prompt();
+        session
+    }
+
+    /// Reads up to the next prompt; returns how many bytes came before it.
+    fn until_prompt(&mut self) -> usize {
+        use std::io::Read;
+        let mut chunk = [0u8; 64 * 1024];
+        self.buf.clear();
+        while !self.buf.ends_with(b">>> ") {
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => panic!("the session ended: {}", String::from_utf8_lossy(&self.buf)),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        self.buf.len() - 4
+    }
+
+    /// Sends one command and waits for its whole answer.
+    fn command(&mut self, line: &str) -> usize {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send");
+        self.until_prompt()
     }
 }
 
@@ -121,6 +202,7 @@ impl Drop for Workload {
     }
 }
 
+/// The middle value (the upper one of an even count).
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -132,30 +214,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[rank]
-}
-
-/// Median wall time of an external tool dumping `pid`, or why it could not run.
-fn external(program: &str, args: &[String]) -> Result<Duration, String> {
-    let mut times = Vec::new();
-    for _ in 0..TOOL_RUNS {
-        let start = Instant::now();
-        let out = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("not run: {e}"))?;
-        let elapsed = start.elapsed();
-        if !out.status.success() && out.stdout.is_empty() {
-            return Err(format!(
-                "failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
-            ));
-        }
-        times.push(elapsed);
-    }
-    Ok(median(times))
 }
 
 fn ms(d: Duration) -> String {
@@ -171,106 +229,6 @@ fn ms(d: Duration) -> String {
 
 fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
-}
-
-struct Row {
-    threads: usize,
-    first: Dump,
-    warm: Dump,
-    pause_p50: Duration,
-    pause_p99: Duration,
-    answered: String,
-    eu_stack: Result<Duration, String>,
-    gdb: Result<Duration, String>,
-}
-
-fn stacks() {
-    println!(
-        "manhole stack dump benchmark: {} warm dumps per size, medians; external tools {TOOL_RUNS} runs",
-        WARM_DUMPS
-    );
-    println!("machine: {}", machine());
-    let mut rows = Vec::new();
-    for threads in SIZES {
-        eprint!("  {threads} threads: ");
-        let mut workload = Workload::start(threads);
-        let first = workload.dump();
-        eprint!("first dump {} ms; warm", ms(first.total()));
-        let warm: Vec<Dump> = (0..WARM_DUMPS).map(|_| workload.dump()).collect();
-        let mut pauses: Vec<Duration> = warm.iter().flat_map(|d| d.pauses.iter().copied()).collect();
-        pauses.sort_unstable();
-        let pick = |f: fn(&Dump) -> Duration| median(warm.iter().map(f).collect());
-        let warm_median = Dump {
-            threads: warm[0].threads,
-            captured: warm.iter().map(|d| d.captured).min().unwrap_or(0),
-            capture: pick(|d| d.capture),
-            symbolize: pick(|d| d.symbolize),
-            render: pick(|d| d.render),
-            pauses: Vec::new(),
-        };
-        eprint!(" {} ms; eu-stack", ms(warm_median.total()));
-        let pid = workload.pid().to_string();
-        let eu_stack = external("eu-stack", &["-p".into(), pid.clone()]);
-        eprint!(", gdb");
-        let gdb = external(
-            "gdb",
-            &[
-                "-p".into(),
-                pid,
-                "-batch".into(),
-                "-nx".into(),
-                "-ex".into(),
-                "thread apply all bt".into(),
-            ],
-        );
-        eprintln!(", done");
-        rows.push(Row {
-            threads,
-            answered: format!(
-                "{}/{}",
-                warm_median.captured,
-                warm_median.threads.saturating_sub(1)
-            ),
-            first,
-            warm: warm_median,
-            pause_p50: percentile(&pauses, 0.50),
-            pause_p99: percentile(&pauses, 0.99),
-            eu_stack,
-            gdb,
-        });
-    }
-    println!();
-    println!(
-        "| threads | answered | first dump ms | warm dump ms | capture ms | symbolize ms | render ms | pause p50 µs | pause p99 µs | eu-stack ms | gdb ms |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in &rows {
-        let tool = |r: &Result<Duration, String>| match r {
-            Ok(d) => format!(
-                "{} ({:.0}x)",
-                ms(*d),
-                d.as_secs_f64() / row.warm.total().as_secs_f64().max(1e-9)
-            ),
-            Err(e) => e.clone(),
-        };
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row.threads,
-            row.answered,
-            ms(row.first.total()),
-            ms(row.warm.total()),
-            ms(row.warm.capture),
-            ms(row.warm.symbolize),
-            ms(row.warm.render),
-            us(row.pause_p50),
-            us(row.pause_p99),
-            tool(&row.eu_stack),
-            tool(&row.gdb),
-        );
-    }
-    println!();
-    println!("answered: threads that unwound themselves in-process / threads other than the dumping one.");
-    println!("(Nx): how many times longer the external tool took than manhole's warm dump.");
 }
 
 fn machine() -> String {

@@ -1,4 +1,5 @@
-//! The process the benchmarks dump: N threads in the usual waiting states, and two spinning.
+//! The process the benchmarks measure: N threads in the usual waiting states, two of them
+//! spinning (the program's CPU-bound work, counted in `SPUN`), and manhole installed.
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,6 +7,8 @@ use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// Rounds of work done by the spinning threads (one per 65536 multiply-adds).
+#[manhole::expose]
 static SPUN: AtomicU64 = AtomicU64::new(0);
 
 #[inline(never)]
@@ -47,8 +50,9 @@ fn bench_spinner() {
     }
 }
 
-/// Starts the threads, installs manhole, then answers `dump` lines with timings.
-pub(crate) fn serve(threads: usize) {
+/// Starts the threads (two spinning if `spin`), installs manhole, then answers commands on
+/// stdin: `dump` (timings of one dump), `spun` (the work counter), `rstack`.
+pub(crate) fn serve(threads: usize, spin: bool) {
     let pair = Arc::new((Mutex::new(false), Condvar::new()));
     let held = Arc::new(Mutex::new(()));
     let _guard = held.lock();
@@ -60,7 +64,7 @@ pub(crate) fn serve(threads: usize) {
         let started = started.clone();
         let (pair, held) = (pair.clone(), held.clone());
         let body: Box<dyn FnOnce() + Send> = match i {
-            0 | 1 => Box::new(bench_spinner),
+            0 | 1 if spin => Box::new(bench_spinner),
             _ => match i % 4 {
                 0 => Box::new(bench_sleeper),
                 1 => Box::new(move || bench_condvar(pair)),
@@ -84,12 +88,23 @@ pub(crate) fn serve(threads: usize) {
     // Let every thread reach its waiting point.
     thread::sleep(Duration::from_millis(300));
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ready");
+    let _ = writeln!(out, "ready {}", socket.display());
     let _ = out.flush();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if line.trim() != "dump" {
-            continue;
+        match line.trim() {
+            "dump" => {}
+            "spun" => {
+                let _ = writeln!(out, "{}", SPUN.load(Ordering::Relaxed));
+                let _ = out.flush();
+                continue;
+            }
+            "rstack" => {
+                let _ = writeln!(out, "{}", rstack());
+                let _ = out.flush();
+                continue;
+            }
+            _ => continue,
         }
         let t = manhole::__bench::measure_dump();
         let pauses: Vec<String> = t.pauses.iter().map(|p| p.as_nanos().to_string()).collect();
@@ -106,4 +121,24 @@ pub(crate) fn serve(threads: usize) {
         let _ = out.flush();
     }
     let _ = std::fs::remove_file(socket);
+}
+
+/// Dumps this process with rstack-self (a child that ptraces it): `rstack <µs>` or why not.
+#[cfg(feature = "rstack")]
+fn rstack() -> String {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return format!("no executable: {e}"),
+    };
+    let started = std::time::Instant::now();
+    match rstack_self::trace(std::process::Command::new(exe).arg("rstack-child")) {
+        Ok(trace) if !trace.threads().is_empty() => format!("rstack {}", started.elapsed().as_micros()),
+        Ok(_) => "no threads traced".to_owned(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[cfg(not(feature = "rstack"))]
+fn rstack() -> String {
+    "not built (--features rstack)".to_owned()
 }
