@@ -104,6 +104,7 @@
 //!   the stale socket.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod activation;
 mod console;
