@@ -14,12 +14,13 @@
 //! ```text
 //! touch /tmp/manhole-trigger-4242 && sleep 1 && socat readline unix-connect:/tmp/manhole-4242
 //! touch /tmp/manhole-trigger-4242 && sleep 1 && nc -U /tmp/manhole-4242
-//! touch /tmp/manhole-trigger-4242 && sleep 1 && cargo run -p manhole-cli -- 4242
+//! touch /tmp/manhole-trigger-4242 && cargo run -p manhole-cli -- -w -t 5 4242
 //! ```
 //!
-//! (The `sleep` gives the watcher time to see the file; the program also prints a line when it
-//! opens the socket.) Each touch buys one session. Try `print TRIGGERS`. Press Enter (or close
-//! its stdin) to stop it; the trigger file and the socket are removed if they are still there.
+//! (The `sleep`, or manhole-cli's `-w`, gives the watcher time to see the file; the program
+//! also prints a line when it opens the socket.) Each touch buys one session. Try
+//! `print TRIGGERS`. Press Enter (or close its stdin) to stop it; the trigger file and the
+//! socket are removed if they are still there.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,8 @@ Examples:
   manhole-cli 4242 info                  run one command and exit with its status
   echo 'print REQUESTS' | manhole-cli -q 4242
   manhole-cli -2 -t 5 4242               send SIGUSR2 (oneshot_on), wait up to 5 s, connect
+  touch /tmp/trigger && manhole-cli -w -t 5 4242
+                                         wait up to 5 s for the socket to appear, connect
   manhole-cli list --clean               this user's manholes; remove the stale ones
 
 Exit status:
@@ -44,6 +46,11 @@ pub(crate) struct Cli {
     /// Send this signal before connecting: a name with or without SIG, or a number
     #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub(crate) signal: Option<manhole::Signal>,
+
+    /// Wait up to the timeout for the socket to appear (opened by something other than a
+    /// signal sent here: a trigger file, an admin endpoint)
+    #[arg(short = 'w', long)]
+    pub(crate) wait: bool,
 
     /// Print each command's machine-mode JSON document instead of text
     #[arg(long)]

@@ -174,7 +174,7 @@ fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Fa
         io::ErrorKind::NotFound if waiting => Failure::new(
             exit::TIMEOUT,
             format!(
-                "no socket appeared at {shown} within {} s of the signal; is manhole installed with that signal?",
+                "no socket appeared at {shown} within {} s; is manhole installed with that trigger?",
                 timeout.as_secs_f64()
             ),
         ),
@@ -187,7 +187,7 @@ fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Fa
         io::ErrorKind::ConnectionRefused if waiting => Failure::new(
             exit::TIMEOUT,
             format!(
-                "{shown} did not start listening within {} s of the signal",
+                "{shown} did not start listening within {} s",
                 timeout.as_secs_f64()
             ),
         ),

@@ -23,7 +23,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
         })?;
         connect::send_signal(pid, signal)?;
     }
-    let stream = connect::connect(&path, cli.timeout, signal.is_some())?;
+    let stream = connect::connect(&path, cli.timeout, signal.is_some() || cli.wait)?;
     // Given a PID, the listener must be that process; given a path, any process of ours.
     let asked_for = if target.contains('/') { None } else { pid };
     connect::verify_peer(&stream, &path, asked_for)?;

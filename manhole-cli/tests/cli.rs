@@ -238,6 +238,28 @@ fn signal_then_wait_against_a_oneshot_service() {
 }
 
 #[test]
+fn wait_for_a_socket_opened_by_someone_else() {
+    let host = OtherHost::start("oneshot");
+    let pid = host.pid();
+    let (code, _, err) = run(&[&pid, "info"], "");
+    assert_eq!(code, Some(3), "without -w a missing socket fails at once: {err}");
+    // Another party opens it a little later (here a signal; a trigger file works alike).
+    let raw_pid: i32 = pid.parse().expect("pid");
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on the host this test started.
+        unsafe { libc::kill(raw_pid, libc::SIGUSR2) };
+    });
+    let (code, out, err) = run(&["-w", "-t", "10", &pid, "info"], "");
+    opener.join().expect("opener");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("pid         {pid} ")), "{out}");
+    let (code, _, err) = run(&["-w", "-t", "0.3", &pid, "info"], "");
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("no socket appeared"), "{err}");
+}
+
+#[test]
 fn signal_then_wait_against_an_activate_on_service() {
     let host = OtherHost::start("activate");
     let pid = host.pid();

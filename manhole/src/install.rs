@@ -177,7 +177,7 @@ impl Handle {
 
     /// Opens the socket for one session now, as the `oneshot_on` signal would: for
     /// applications that own their signals or trigger manhole from something else (a file that
-    /// appears, an admin endpoint; see the `file_trigger` recipe in the README).
+    /// appears, an admin endpoint; `examples/file_trigger.rs` is a whole program doing it).
     ///
     /// It returns at once: the `manhole` thread binds the socket, waits up to
     /// [`Options::oneshot_timeout`] for one client, serves it and removes the socket. A call
