@@ -20,18 +20,30 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// Primes the cruncher has found so far.
+#[manhole::expose]
 static PRIMES_FOUND: AtomicU64 = AtomicU64::new(0);
+
+/// Times the pretend cache was flushed.
+#[manhole::expose]
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
+
+/// Milliseconds between flushes.
+#[manhole::expose(writable)]
+static FLUSH_EVERY_MS: AtomicU64 = AtomicU64::new(2000);
+
+/// Whether `n` is prime.
+#[manhole::expose]
+fn is_prime(n: u64) -> bool {
+    n >= 2 && (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+}
 
 /// Counts primes forever, yielding now and then: the thread you will see "running".
 #[inline(never)]
 fn crunch_primes() {
     let mut candidate: u64 = 2;
     loop {
-        if (2..candidate)
-            .take_while(|d| d * d <= candidate)
-            .all(|d| !candidate.is_multiple_of(d))
-        {
+        if is_prime(candidate) {
             PRIMES_FOUND.fetch_add(1, Ordering::Relaxed);
         }
         candidate += 1;
@@ -41,11 +53,12 @@ fn crunch_primes() {
     }
 }
 
-/// Flushes a pretend cache every two seconds: the thread you will see sleeping.
+/// Flushes a pretend cache every FLUSH_EVERY_MS: the thread you will see sleeping.
 #[inline(never)]
 fn flush_periodically() {
     loop {
-        thread::sleep(Duration::from_secs(2));
+        let every = FLUSH_EVERY_MS.load(Ordering::Relaxed).max(10);
+        thread::sleep(Duration::from_millis(every));
         FLUSHES.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -118,7 +131,7 @@ fn main() {
     println!("  socat readline unix-connect:{}", path.display());
     println!("  nc -U {}", path.display());
     println!("  cargo run -p manhole-cli -- {pid}");
-    println!("then type \"help\". Press Enter here to stop.");
+    println!("then type \"help\", \"vars\" or \"set FLUSH_EVERY_MS 500\". Press Enter here to stop.");
 
     // Run until Enter (or end of input on a terminal). With no terminal and no input, run on.
     let mut line = String::new();
