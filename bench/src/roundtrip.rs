@@ -1,6 +1,7 @@
 //! Command round trips: `print SPUN` (an exposed atomic) answered, on one connection and on 16
 //! at once.
 
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,12 +13,14 @@ const COMMANDS: usize = 20_000;
 const CONNECTIONS: usize = 16;
 const RUNS: usize = 3;
 
-/// Sends `count` commands on one session; returns each round trip.
-fn round_trips(workload: &Workload, count: usize) -> Vec<Duration> {
+/// Sends `count` commands on one session, once every client is connected and warmed up;
+/// returns each round trip.
+fn round_trips(workload: &Workload, count: usize, start: &Barrier) -> Vec<Duration> {
     let mut session = workload.session();
     for _ in 0..200 {
         session.command("print SPUN");
     }
+    start.wait();
     (0..count)
         .map(|_| {
             let started = Instant::now();
@@ -35,19 +38,21 @@ struct Run {
 
 fn measure(workload: &Workload, connections: usize) -> Run {
     let per_connection = COMMANDS / connections;
-    let started = Instant::now();
-    let mut all: Vec<Duration> = std::thread::scope(|scope| {
+    // The clock starts when every client has connected (each session opens with a stack dump)
+    // and warmed up, so the rate counts the timed commands only.
+    let start = Barrier::new(connections + 1);
+    let (mut all, wall): (Vec<Duration>, Duration) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..connections)
-            .map(|_| scope.spawn(|| round_trips(workload, per_connection)))
+            .map(|_| scope.spawn(|| round_trips(workload, per_connection, &start)))
             .collect();
-        workers
+        start.wait();
+        let started = Instant::now();
+        let all = workers
             .into_iter()
             .flat_map(|w| w.join().expect("a client failed"))
-            .collect()
+            .collect();
+        (all, started.elapsed())
     });
-    // Sessions open (with their opening dump) before timing starts inside each client; the wall
-    // time counts them, so commands per second is a floor.
-    let wall = started.elapsed();
     all.sort_unstable();
     Run {
         p50: percentile(&all, 0.50),

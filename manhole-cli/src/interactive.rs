@@ -170,13 +170,14 @@ fn relay_until_prompt(
 ) -> Result<Relayed, Failure> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut leave = false;
+    let mut stopped = false;
     let mut held: Vec<u8> = Vec::new(); // a possible prompt not yet shown
     let mut out = io::stdout();
     let mut buf = [0u8; 16 * 1024];
     loop {
         if reader.buffer().is_empty() {
             let stdin = io::stdin();
-            let listen = if watching && !leave {
+            let listen = if watching && !stopped {
                 PollFlags::POLLIN
             } else {
                 PollFlags::empty()
@@ -201,6 +202,9 @@ fn relay_until_prompt(
                 }
                 let mut writer = stream;
                 let _ = writer.write_all(b"\n");
+                // One stop line only: more would run as empty commands, each answered with a
+                // prompt of its own, and the client would fall a prompt behind.
+                stopped = true;
             }
             if fds[0].revents().is_none_or(|r| r.is_empty()) {
                 continue;
@@ -217,6 +221,9 @@ fn relay_until_prompt(
             held.truncate(held.len() - PROMPT.len());
             let _ = out.write_all(&held);
             let _ = out.flush();
+            if stopped {
+                swallow_late_prompt(reader);
+            }
             return Ok(if leave {
                 Relayed::PromptThenLeave
             } else {
@@ -232,5 +239,20 @@ fn relay_until_prompt(
         let _ = out.write_all(&held[..shown]);
         let _ = out.flush();
         held.drain(..shown);
+    }
+}
+
+/// After a stop line: if the watch had ended on its own just before, the server took the line
+/// as an empty command and answers it with one more bare prompt. It comes at once if at all.
+fn swallow_late_prompt(reader: &mut BufReader<UnixStream>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if reader.buffer().is_empty() {
+        let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::from(50u16)), Ok(n) if n > 0) {
+            return;
+        }
+    }
+    if reader.fill_buf().is_ok_and(|b| b.starts_with(PROMPT.as_bytes())) {
+        reader.consume(PROMPT.len());
     }
 }

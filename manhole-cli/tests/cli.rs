@@ -620,7 +620,8 @@ fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
     pty.expect(">>> ");
     pty.type_keys("watch -n 0.1 print answer_to_everything\r");
     pty.expect("(run 2; press Enter to stop)");
-    pty.type_keys("\r");
+    // Enter twice: one stops the watch, the other must not leave the client a prompt behind.
+    pty.type_keys("\r\r");
     pty.expect(">>> ");
     // The session goes on: Enter went to the watch, not to the next command.
     pty.type_keys("help fds\r");

@@ -85,6 +85,8 @@ extern "C" fn in_child() {
             unsafe { libc::close(fd) };
         }
     }
+    // The parent's running calls did not come along: the child's own may use every slot.
+    crate::console::forget_inherited_calls();
     let forgotten = crate::install::forget_inherited();
     if forgotten && REINSTALL.load(Ordering::Acquire) {
         // SAFETY: pthread_t and the attributes are plain data; the thread function is an

@@ -117,7 +117,8 @@ pub(crate) fn mark_session_thread() {
 /// caught and shown to the client who caused it. The program's panic hook, which may print a
 /// backtrace to its stderr or page someone, is not told: it is not the program's panic. The
 /// manhole log gets one line. Wraps whatever hook is set when manhole is first installed; a
-/// hook the program sets later replaces this one, and then it sees those panics too.
+/// hook the program sets later replaces this one, and then it sees those panics too. Built with
+/// `panic = "abort"`, no panic is caught, so every one goes to the program's hook as before.
 pub(crate) fn keep_session_panics_to_sessions() {
     static WRAPPED: std::sync::Once = std::sync::Once::new();
     if thread::panicking() {
@@ -126,7 +127,7 @@ pub(crate) fn keep_session_panics_to_sessions() {
     WRAPPED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if IN_SESSION.try_with(std::cell::Cell::get).unwrap_or(false) {
+            if cfg!(panic = "unwind") && IN_SESSION.try_with(std::cell::Cell::get).unwrap_or(false) {
                 let at = info
                     .location()
                     .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));

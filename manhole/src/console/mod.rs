@@ -18,7 +18,7 @@ pub(crate) mod json;
 mod values;
 
 pub(crate) use json::Json;
-pub(crate) use values::panic_message;
+pub(crate) use values::{forget_inherited_calls, panic_message};
 
 /// What a command needs from the running manhole and the session.
 pub(crate) struct Context<'a> {

@@ -251,6 +251,12 @@ pub(crate) const MAX_CALLS_RUNNING: usize = 8;
 /// Calls running now, on their own threads.
 pub(crate) static CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
+/// In a forked child: the calls counted were the parent's, on threads the child does not have.
+/// Only an atomic store: safe in the atfork child handler.
+pub(crate) fn forget_inherited_calls() {
+    CALLS_RUNNING.store(0, Ordering::Release);
+}
+
 /// A place among the calls running, given back when dropped (on the call's thread, after the
 /// function returned or panicked).
 struct CallSlot;
@@ -359,9 +365,10 @@ fn run_abandonable(
 ) -> Result<Result<String, String>, String> {
     let (tx, rx) = mpsc::channel();
     let spawned = context.server.spawn_thread("manhole-call", move || {
-        let _slot = slot;
         crate::server::mark_session_thread();
         let outcome = catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p));
+        // Given back before the answer goes out, so a call made right after it finds its place.
+        drop(slot);
         let _ = tx.send(outcome);
     });
     if let Err(e) = spawned {

@@ -50,8 +50,11 @@ pub(crate) fn resolve_all(addresses: &[Address]) -> HashMap<Address, Arc<[Symbol
     wanted.dedup();
     let mut memo = MEMO.lock().unwrap_or_else(PoisonError::into_inner);
     let memo = memo.get_or_insert_with(HashMap::new);
-    if memo.len() + wanted.len() > MEMO_LIMIT {
-        memo.clear();
+    let missing = wanted.iter().filter(|a| !memo.contains_key(a)).count();
+    if memo.len() + missing > MEMO_LIMIT {
+        // Start over, but keep what this dump needs.
+        let keep: std::collections::HashSet<usize> = wanted.iter().copied().collect();
+        memo.retain(|a, _| keep.contains(a));
     }
     for lookup in wanted {
         memo.entry(lookup).or_insert_with(|| resolve_one(lookup));
