@@ -118,6 +118,27 @@ impl Host {
         assert_count(&client.command("print PROGRESS"));
     }
 
+    /// Starts `count` calls of `hang` (which never returns), each from a client that then
+    /// leaves; returns once that many call threads run.
+    fn hang_calls(&self, count: usize) {
+        let calls = || {
+            self.app
+                .thread_names()
+                .iter()
+                .filter(|n| *n == "manhole-call")
+                .count()
+        };
+        for started in 1..=count {
+            let mut client = self.connect();
+            client.send(b"call hang\n");
+            assert!(
+                wait_until(PATIENCE, || calls() >= started),
+                "call {started} started"
+            );
+        }
+        assert_eq!(calls(), count, "{:?}", self.app.thread_names());
+    }
+
     fn connect(&self) -> Client {
         let mut client = Client::connect(&self.app.socket);
         client.opening();
@@ -313,32 +334,7 @@ fn faults_in_the_programs_code_stay_in_the_session() {
 
     // Calls that never return: their clients leave, each keeps one thread, and no more than
     // eight ever run; the ninth is refused with a reason.
-    for started in 1..=8 {
-        let mut client = host.connect();
-        client.send(b"call hang\n");
-        assert!(
-            wait_until(PATIENCE, || host
-                .app
-                .thread_names()
-                .iter()
-                .filter(|n| *n == "manhole-call")
-                .count()
-                >= started),
-            "call {started} started"
-        );
-        drop(client);
-    }
-    assert!(
-        wait_until(PATIENCE, || host
-            .app
-            .thread_names()
-            .iter()
-            .filter(|n| *n == "manhole-call")
-            .count()
-            == 8),
-        "{:?}",
-        host.app.thread_names()
-    );
+    host.hang_calls(8);
     let mut client = host.connect();
     let busy = client.command("call hang");
     assert!(
@@ -394,17 +390,7 @@ fn fork_and_exec_during_a_session() {
     let mut host = Host::start_with(&[]);
     let seen = host.progress();
     // Calls that never return, in the parent: the child does not inherit them (or their count).
-    for started in 1..=8 {
-        let mut caller = host.connect();
-        caller.send(b"call hang\n");
-        assert!(wait_until(PATIENCE, || host
-            .app
-            .thread_names()
-            .iter()
-            .filter(|n| *n == "manhole-call")
-            .count()
-            >= started));
-    }
+    host.hang_calls(8);
     let mut client = host.connect();
     let child = child_pid(&host.app.ask("fork"));
     // The parent's session goes on; the child gets a manhole of its own, and has none of the
