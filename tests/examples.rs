@@ -86,8 +86,12 @@ impl Example {
         })
     }
 
-    /// Checks the first line, the one a test (or a script) waits for.
+    /// Checks the first line, the one a test (or a script) waits for; `{pid}` and `{socket}` in
+    /// `expected` stand for the example's.
     fn expect_first_line(&self, expected: &str) {
+        let expected = expected
+            .replace("{pid}", &self.pid.to_string())
+            .replace("{socket}", &self.socket.display().to_string());
         assert_eq!(self.line(), expected, "{}: stderr:\n{}", self.name, self.stderr());
     }
 
@@ -183,14 +187,10 @@ fn builder_installs_with_options_and_shows_its_locals() {
     let socket = unique_socket("builder");
     let mut example = Example::start("builder", &[socket.to_str().expect("UTF-8 path")]);
     example.socket.clone_from(&socket);
-    let pid = example.pid;
-    example.expect_first_line(&format!(
-        "builder: pid {pid}, manhole listening at {}",
-        socket.display()
-    ));
+    example.expect_first_line("builder: pid {pid}, manhole listening at {socket}");
     let mut client = Client::connect(&socket);
     let mut seen = client.opening();
-    assert!(seen.contains(&format!("ProcessID={pid},")), "{seen}");
+    assert!(seen.contains(&format!("ProcessID={},", example.pid)), "{seen}");
     assert!(shows_thread(&mut client, "worker-0") && shows_thread(&mut client, "reporter"));
 
     let vars = client.command("vars");
@@ -245,11 +245,10 @@ fn builder_installs_with_options_and_shows_its_locals() {
 fn activate_on_signal_listens_after_sigusr1() {
     let mut example = Example::start("activate_on_signal", &[]);
     let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "activate_on_signal: pid {pid}, manhole dormant until SIGUSR1, then listening at {}",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line(
+        "activate_on_signal: pid {pid}, manhole dormant until SIGUSR1, then listening at {socket}",
+    );
     assert!(!socket.exists(), "dormant: no socket before the signal");
 
     example.signal(libc::SIGUSR1);
@@ -282,12 +281,8 @@ fn activate_on_signal_listens_after_sigusr1() {
 #[test]
 fn oneshot_serves_one_session_per_sigusr2() {
     let mut example = Example::start("oneshot", &[]);
-    let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "oneshot: pid {pid}, manhole opens {} for one session on each SIGUSR2",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line("oneshot: pid {pid}, manhole opens {socket} for one session on each SIGUSR2");
     assert!(!socket.exists());
     let mut done = 0;
     for round in 0..2 {
@@ -319,11 +314,8 @@ fn oneshot_serves_one_session_per_sigusr2() {
 fn forking_server_gives_each_worker_its_own_manhole() {
     let mut example = Example::start("forking_server", &["2"]);
     let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "forking_server: pid {pid}, manhole listening at {}",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line("forking_server: pid {pid}, manhole listening at {socket}");
     let mut workers = Workers(Vec::new());
     for index in 0..2 {
         let line = example.line();
@@ -391,12 +383,8 @@ impl Drop for Workers {
 #[test]
 fn tokio_app_serves_from_a_tokio_runtime() {
     let mut example = Example::start("tokio_app", &[]);
-    let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "tokio_app: pid {pid}, manhole listening at {}",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line("tokio_app: pid {pid}, manhole listening at {socket}");
     let mut client = Client::connect(&socket);
     let opening = client.opening();
     assert!(
@@ -428,11 +416,10 @@ fn tokio_app_serves_from_a_tokio_runtime() {
 fn file_trigger_opens_one_session_per_touch() {
     let mut example = Example::start("file_trigger", &[]);
     let pid = example.pid;
-    let socket = default_socket(pid);
+    let socket = example.socket.clone();
     let trigger = PathBuf::from(format!("/tmp/manhole-trigger-{pid}"));
     example.expect_first_line(&format!(
-        "file_trigger: pid {pid}, manhole at {} for one session each time {} appears",
-        socket.display(),
+        "file_trigger: pid {{pid}}, manhole at {{socket}} for one session each time {} appears",
         trigger.display()
     ));
     assert!(!socket.exists(), "manual mode: nothing listens yet");
@@ -474,12 +461,8 @@ fn file_trigger_opens_one_session_per_touch() {
 #[test]
 fn live_config_changes_a_running_service() {
     let mut example = Example::start("live_config", &[]);
-    let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "live_config: pid {pid}, manhole listening at {}",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line("live_config: pid {pid}, manhole listening at {socket}");
     let mut client = Client::connect(&socket);
     client.opening();
     let vars = client.command("vars");
@@ -548,12 +531,8 @@ fn live_config_changes_a_running_service() {
 #[test]
 fn many_threads_dumps_a_thousand_threads() {
     let mut example = Example::start("many_threads", &[]);
-    let pid = example.pid;
-    let socket = default_socket(pid);
-    example.expect_first_line(&format!(
-        "many_threads: pid {pid}, 1000 threads, manhole listening at {}",
-        socket.display()
-    ));
+    let socket = example.socket.clone();
+    example.expect_first_line("many_threads: pid {pid}, 1000 threads, manhole listening at {socket}");
     let mut client = Client::connect(&socket);
     let opening = client.opening();
     assert!(
