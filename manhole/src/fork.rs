@@ -75,6 +75,7 @@ pub(crate) fn configure(options: &Options, reinstall: bool) {
 /// thread; it logs nothing (a logger's lock may be held by a thread that is gone) and
 /// allocates nothing.
 extern "C" fn in_child() {
+    crate::stacks::after_fork_in_child();
     // First the program's own stderr back (before the saved copy is closed below).
     crate::stderr_tee::restore_in_child();
     for slot in &FDS {

@@ -111,6 +111,7 @@ mod console;
 mod death;
 mod error;
 mod fork;
+mod forklock;
 #[cfg(test)]
 mod fuzz;
 mod install;

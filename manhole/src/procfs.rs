@@ -116,6 +116,24 @@ fn parse_syscall(text: &str) -> Option<SyscallState> {
     }
 }
 
+/// The system call a thread sleeps in and its six arguments, if it sleeps in one.
+pub(crate) fn syscall_with_args(tid: i32) -> Option<(libc::c_long, [usize; 6])> {
+    parse_syscall_args(&task_file(tid, "syscall")?)
+}
+
+fn parse_syscall_args(text: &str) -> Option<(libc::c_long, [usize; 6])> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.len() != 9 {
+        return None;
+    }
+    let hex = |s: &str| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let mut args = [0usize; 6];
+    for (arg, field) in args.iter_mut().zip(&fields[1..7]) {
+        *arg = hex(field)?;
+    }
+    Some((fields[0].parse().ok()?, args))
+}
+
 /// Facts from `/proc/self/stat` and `/proc/self/status`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProcessStat {

@@ -515,13 +515,16 @@ impl Server {
     fn forget(&self, id: u64) {
         let mut sessions = lock(&self.sessions);
         sessions.open.remove(&id);
-        if sessions.open.is_empty()
-            && let Some(tee) = &self.tee
-        {
+        let last = sessions.open.is_empty();
+        if last && let Some(tee) = &self.tee {
             tee.stop();
         }
         drop(sessions);
         self.sessions_changed.notify_all();
+        if last {
+            // Nobody is looking: give back what dumps keep for the next one.
+            crate::stacks::release_caches();
+        }
     }
 
     /// Sends a chunk of the program's stderr to every open session, dropping it for any client

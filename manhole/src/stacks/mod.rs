@@ -1,7 +1,8 @@
 //! The stack dump every session starts with, and [`dump_stacktraces`](crate::dump_stacktraces).
 //!
-//! Every thread is captured in-process by signal ([`sampler`], Linux): each thread unwinds
-//! its own stack in a few microseconds and goes on. Threads that cannot answer (they block
+//! Every thread is captured in-process by signal ([`sampler`], Linux): each thread copies its
+//! registers and live stack in a few microseconds and goes on; the stacks are walked afterwards
+//! on the dumper's thread ([`unwind`]), over the copies. Threads that cannot answer (they block
 //! the signal, are stopped, or are in uninterruptible sleep) or do not answer within the
 //! deadline are reported from `/proc`: their state, the system call they wait in, the kernel
 //! function, and the symbolized user-space address of that call. Threads with identical stacks
@@ -20,10 +21,14 @@ use crate::console::Json;
 use crate::procfs::{self, SyscallState, TaskStatus};
 use crate::sys;
 
+#[cfg(target_os = "linux")]
+mod headroom;
 pub(crate) mod names;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod sampler;
 mod symbolize;
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) mod unwind;
 
 use symbolize::{Address, Symbol};
 
@@ -37,11 +42,8 @@ pub(crate) type Frame = Arc<[Symbol]>;
 /// What is known of one thread's stack.
 #[derive(Clone, Debug)]
 pub(crate) enum Stack {
-    /// Unwound: every frame, innermost first.
-    Frames(Vec<Frame>),
-    /// Only the innermost frame: the thread was inside the unwinder (a panic or a backtrace
-    /// being taken) every time it was asked.
-    Partial(Vec<Frame>),
+    /// Unwound: every frame, innermost first, and why the walk stopped early if it did.
+    Frames(Vec<Frame>, Option<String>),
     /// Not unwound (with why); what `/proc` shows.
     FromProc {
         why: String,
@@ -57,7 +59,7 @@ pub(crate) struct ThreadReport {
     pub(crate) name: String,
     pub(crate) state: Option<char>,
     pub(crate) stack: Stack,
-    /// How long the thread spent unwinding itself, when it did (read by the benchmark).
+    /// How long the thread spent copying its stack, when it did (read by the benchmark).
     pub(crate) pause: Option<Duration>,
 }
 
@@ -67,16 +69,30 @@ pub(crate) struct Dump {
     pub(crate) pid: u32,
     pub(crate) dumping_tid: i32,
     pub(crate) threads: Vec<ThreadReport>,
+    /// What limited this dump, in sentences shown under its header.
+    pub(crate) notes: Vec<String>,
 }
 
 /// Raw material of one thread before symbolization.
 enum Raw {
-    Frames(Vec<Address>),
-    /// Caught inside the unwinder each time: only the interrupted address is known.
-    Partial(Address),
+    /// The walked frames, and why the walk stopped early if it did.
+    Frames(Vec<Address>, Option<String>),
     FromProc(String),
     /// It exited during the dump: left out.
     Gone,
+}
+
+/// Gives back the memory that dumps keep for the next one (symbols, unwind tables): called
+/// when the last session ends.
+pub(crate) fn release_caches() {
+    symbolize::release();
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    unwind::release();
+}
+
+/// Makes manhole's dump state safe to use in a child forked at any moment (async-signal-safe).
+pub(crate) fn after_fork_in_child() {
+    symbolize::after_fork_in_child();
 }
 
 /// Sets up in-process capture (the signal handler), on `requested` or a free real-time signal,
@@ -117,6 +133,7 @@ pub(crate) struct RawDump {
     tids: Vec<i32>,
     statuses: HashMap<i32, TaskStatus>,
     raws: HashMap<i32, (Raw, Option<Duration>)>,
+    notes: Vec<String>,
 }
 
 /// Captures every thread of the process. The calling thread's own stack starts at its caller.
@@ -130,7 +147,8 @@ pub(crate) fn capture() -> Dump {
 pub(crate) fn capture_raw() -> RawDump {
     let pid = std::process::id();
     let me = sys::gettid();
-    let own = own_stack();
+    let (own, own_cut) = own_stack();
+    let mut notes = Vec::new();
     let mut tids = procfs::task_ids();
     if !tids.contains(&me) {
         tids.push(me);
@@ -142,9 +160,10 @@ pub(crate) fn capture_raw() -> RawDump {
     if let Some(status) = procfs::task_status(me) {
         statuses.insert(me, status);
     }
-    let mut raws: HashMap<i32, (Raw, Option<Duration>)> =
-        capture_others(&others, &mut statuses).into_iter().collect();
-    raws.insert(me, (Raw::Frames(own), None));
+    let mut raws: HashMap<i32, (Raw, Option<Duration>)> = capture_others(&others, &mut statuses, &mut notes)
+        .into_iter()
+        .collect();
+    raws.insert(me, (Raw::Frames(own, own_cut), None));
     tids.sort_unstable();
     RawDump {
         pid,
@@ -152,6 +171,7 @@ pub(crate) fn capture_raw() -> RawDump {
         tids,
         statuses,
         raws,
+        notes,
     }
 }
 
@@ -163,16 +183,16 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         tids,
         statuses,
         mut raws,
+        mut notes,
     } = raw;
     let addresses: Vec<Address> = raws
         .values()
         .flat_map(|(raw, _)| match raw {
-            Raw::Frames(frames) => frames.clone(),
-            Raw::Partial(address) => vec![*address],
+            Raw::Frames(frames, _) => frames.clone(),
             Raw::FromProc(_) | Raw::Gone => Vec::new(),
         })
         .collect();
-    let symbols = symbolize::resolve_all(&addresses);
+    let symbols = symbolize::resolve_all_noting(&addresses, &mut notes);
     let expand = |frames: &[Address]| -> Vec<Frame> {
         frames.iter().filter_map(|a| symbols.get(a).cloned()).collect()
     };
@@ -192,8 +212,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
                 status.map(|s| s.state)
             };
             let stack = match raw {
-                Raw::Frames(frames) => Stack::Frames(expand(&frames)),
-                Raw::Partial(address) => Stack::Partial(expand(&[address])),
+                Raw::Frames(frames, cut) => Stack::Frames(expand(&frames), cut),
                 Raw::FromProc(why) => from_proc(tid, why),
                 Raw::Gone => return None,
             };
@@ -210,6 +229,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         pid,
         dumping_tid: me,
         threads,
+        notes,
     }
 }
 
@@ -233,6 +253,7 @@ fn cannot_answer(status: &TaskStatus, signal: i32) -> Option<&'static str> {
 fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
+    notes: &mut Vec<String>,
 ) -> Vec<(i32, (Raw, Option<Duration>))> {
     let signal = match sampler::signal() {
         Some(signal) => signal,
@@ -240,6 +261,7 @@ fn capture_others(
             Ok(signal) => signal.as_raw(),
             Err(e) => {
                 let why = format!("no stack capture: {e}");
+                notes.push(why.clone());
                 return tids
                     .iter()
                     .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
@@ -247,17 +269,27 @@ fn capture_others(
             }
         },
     };
+    // The program may have taken the signal over since install: then no thread is sent it.
+    let taken_over = sampler::handler_in_place().err();
+    if let Some(why) = &taken_over {
+        notes.push(why.clone());
+    }
     let mut out: HashMap<i32, (Raw, Option<Duration>)> = HashMap::with_capacity(tids.len());
     let mut ask = Vec::with_capacity(tids.len());
     // Runnable threads that seem to block the signal may only be on their way out of the
     // handler of the previous dump (its mask blocks everything until sigreturn): look again.
     let mut look_again = Vec::new();
-    for (tid, status) in read_statuses(tids) {
+    sigwaiters_prune(tids);
+    for (tid, status) in read_statuses(tids, signal) {
         let Some(status) = status else {
             out.insert(tid, (Raw::Gone, None));
             continue;
         };
-        match cannot_answer(&status, signal) {
+        let why = match &taken_over {
+            Some(_) => Some("the stack signal is not manhole's any more"),
+            None => cannot_answer(&status, signal),
+        };
+        match why {
             Some(why) => {
                 if why == BLOCKS && status.state == 'R' {
                     look_again.push(tid);
@@ -279,7 +311,7 @@ fn capture_others(
         }
         std::thread::sleep(Duration::from_micros(250 << attempt));
         let (now_free, still): (Vec<i32>, Vec<i32>) = look_again.iter().partition(|tid| {
-            procfs::task_status(**tid).is_some_and(|status| cannot_answer(&status, signal).is_none())
+            signalable(**tid, signal).is_some_and(|status| cannot_answer(&status, signal).is_none())
         });
         look_again = still;
         for (tid, outcome) in sampler::capture(&now_free, DEADLINE) {
@@ -293,36 +325,92 @@ fn capture_others(
 fn raw_of(outcome: sampler::Outcome) -> (Raw, Option<Duration>) {
     use sampler::Outcome;
     let raw = match outcome {
-        Outcome::Captured {
-            pc, partial: true, ..
-        } => Raw::Partial(Address::Exact(pc)),
-        Outcome::Captured { ips, pc, pause, .. } => {
-            // Frames before the interrupted one are the handler's and the kernel's.
-            let start = ips.iter().position(|ip| *ip == pc).unwrap_or(0);
-            let mut frames = vec![Address::Exact(pc)];
-            frames.extend(
-                ips[start..]
-                    .iter()
-                    .skip(1)
-                    .filter(|ip| **ip != 0)
-                    .map(|ip| Address::Return(*ip)),
-            );
-            return (Raw::Frames(frames), Some(pause));
+        Outcome::Captured { snapshot, pause } => {
+            let (frames, cut) = unwind::walk(snapshot.regs, &snapshot.stack);
+            return (Raw::Frames(frames, cut.map(|c| c.describe())), Some(pause));
         }
-        Outcome::Skipped(GONE) | Outcome::Gone => Raw::Gone,
+        Outcome::Skipped(why) if why == GONE => Raw::Gone,
+        Outcome::Gone => Raw::Gone,
         Outcome::Skipped(why) => Raw::FromProc(format!("not captured: {why}")),
         Outcome::NoAnswer => Raw::FromProc(format!("no answer within {} ms", DEADLINE.as_millis())),
     };
     (raw, None)
 }
 
+/// A thread's status, with what it reports as blocked corrected for a thread waiting in
+/// `sigtimedwait`/`sigwaitinfo` or `sigsuspend`: there the kernel shows the signals waited for
+/// as unblocked, but a stack signal sent then would be *received by the program* (a loop that
+/// treats an unknown signal as "shut down" would stop the service). Such a thread is reported
+/// as blocking it. The system call is looked at before and after the status, so a thread that
+/// enters or leaves the wait between the reads is still seen waiting in one of them; a thread
+/// once seen waiting for the signal is remembered and never signalled again.
+fn signalable(tid: i32, signal: i32) -> Option<TaskStatus> {
+    if sigwaiters().contains(&tid) {
+        let mut status = procfs::task_status(tid)?;
+        status.blocked |= 1 << (signal - 1);
+        return Some(status);
+    }
+    let before = waits_for(tid, signal);
+    let mut status = procfs::task_status(tid)?;
+    if cannot_answer(&status, signal).is_some() {
+        return Some(status);
+    }
+    if before || waits_for(tid, signal) {
+        sigwaiters_insert(tid);
+        status.blocked |= 1 << (signal - 1);
+    }
+    Some(status)
+}
+
+/// Threads seen waiting for the stack signal with `sigwait`; pruned of exited threads.
+static SIGWAITERS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn sigwaiters() -> Vec<i32> {
+    SIGWAITERS.lock().map(|list| list.clone()).unwrap_or_default()
+}
+
+fn sigwaiters_insert(tid: i32) {
+    if let Ok(mut list) = SIGWAITERS.lock()
+        && !list.contains(&tid)
+    {
+        list.push(tid);
+    }
+}
+
+/// Forgets threads that no longer exist.
+fn sigwaiters_prune(alive: &[i32]) {
+    if let Ok(mut list) = SIGWAITERS.lock() {
+        list.retain(|tid| alive.binary_search(tid).is_ok());
+    }
+}
+
+/// Whether `tid` sits in a system call that would take `signal` for the program: a
+/// `rt_sigtimedwait` whose set holds it (or cannot be read), or `rt_sigsuspend`.
+fn waits_for(tid: i32, signal: i32) -> bool {
+    let Some((number, args)) = procfs::syscall_with_args(tid) else {
+        return false;
+    };
+    if number == libc::SYS_rt_sigsuspend {
+        return true;
+    }
+    if number != libc::SYS_rt_sigtimedwait {
+        return false;
+    }
+    let mut set = [0u8; 8];
+    if sampler::read_memory(args[0], &mut set) != set.len() {
+        return true; // unknown set: assume the worst
+    }
+    u64::from_ne_bytes(set) & (1 << (signal - 1)) != 0
+}
+
 /// Every thread's status, read before any is signalled (a signal wakes a sleeping thread, and
 /// a thread that blocks the signal must not be sent one: it would stay queued, and a thread
 /// that collects signals with sigwait could receive it). With many threads the reads are
 /// shared with a helper thread: they are most of the cost of a large dump.
-fn read_statuses(tids: &[i32]) -> Vec<(i32, Option<TaskStatus>)> {
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn read_statuses(tids: &[i32], signal: i32) -> Vec<(i32, Option<TaskStatus>)> {
     let read = |part: &[i32]| -> Vec<(i32, Option<TaskStatus>)> {
-        part.iter().map(|tid| (*tid, procfs::task_status(*tid))).collect()
+        part.iter().map(|tid| (*tid, signalable(*tid, signal))).collect()
     };
     if tids.len() < PARALLEL_STATUS_READS {
         return read(tids);
@@ -362,6 +450,7 @@ const GONE: &str = "it exited";
 fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
+    _notes: &mut Vec<String>,
 ) -> Vec<(i32, (Raw, Option<Duration>))> {
     let why = "in-process capture is not available on this platform".to_owned();
     tids.iter()
@@ -373,8 +462,19 @@ fn capture_others(
 }
 
 /// The calling thread's frames, without the frames of the capture itself.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 #[inline(never)]
-fn own_stack() -> Vec<Address> {
+fn own_stack() -> (Vec<Address>, Option<String>) {
+    let snapshot = sampler::capture_self();
+    let (mut frames, cut) = unwind::walk(snapshot.regs, &snapshot.stack);
+    trim_capture_frames(&mut frames);
+    (frames, cut.map(|c| c.describe()))
+}
+
+/// The calling thread's frames, without the frames of the capture itself.
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[inline(never)]
+fn own_stack() -> (Vec<Address>, Option<String>) {
     let mut ips = Vec::with_capacity(64);
     backtrace::trace(|frame| {
         let ip = frame.ip() as usize;
@@ -383,9 +483,14 @@ fn own_stack() -> Vec<Address> {
         }
         ips.len() < 256
     });
-    // Everything up to the outermost frame of the capture itself is manhole's, not the caller's.
-    let symbols = symbolize::resolve_all(&ips);
-    let capture_frames = ips
+    trim_capture_frames(&mut ips);
+    (ips, None)
+}
+
+/// Everything up to the outermost frame of the capture itself is manhole's, not the caller's.
+fn trim_capture_frames(frames: &mut Vec<Address>) {
+    let symbols = symbolize::resolve_all(frames);
+    let capture_frames = frames
         .iter()
         .rposition(|a| {
             symbols
@@ -393,8 +498,7 @@ fn own_stack() -> Vec<Address> {
                 .is_some_and(|s| s.iter().any(|s| s.name.as_deref().is_some_and(is_capture_frame)))
         })
         .map_or(0, |last| last + 1);
-    ips.drain(..capture_frames);
-    ips
+    frames.drain(..capture_frames);
 }
 
 /// Frames of the capture machinery, trimmed from the top of the caller's stack.
@@ -402,6 +506,7 @@ fn is_capture_frame(name: &str) -> bool {
     name.starts_with("backtrace::")
         || [
             "manhole::stacks::own_stack",
+            "manhole::stacks::sampler::capture_self",
             "manhole::stacks::capture",
             "manhole::stacks::capture_raw",
             "manhole::stacks::dump_text",
@@ -470,6 +575,9 @@ fn visible(frames: &[Frame], full: bool) -> (&[Frame], usize) {
     }
 }
 
+/// What makes two threads one group: state, why the walk stopped, and the frames shown.
+type GroupKey<'a> = (Option<char>, Option<&'a str>, Vec<usize>);
+
 /// Renders a dump in the format of DESIGN.md §4, grouping identical stacks.
 pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
     let _ = writeln!(
@@ -477,16 +585,20 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
         "{HEADER_BAR} ProcessID={}, ThreadID={} {HEADER_BAR}",
         dump.pid, dump.dumping_tid
     );
+    for note in &dump.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
     // Group threads whose visible stacks and states are identical, in order of first
     // appearance. Frames are shared per address, so identity is pointer equality.
     let mut groups: Vec<(Vec<&ThreadReport>, &[Frame], usize)> = Vec::new();
-    let mut index: HashMap<(Option<char>, Vec<usize>), usize> = HashMap::new();
+    let mut index: HashMap<GroupKey<'_>, usize> = HashMap::new();
     for thread in &dump.threads {
         match &thread.stack {
-            Stack::Frames(frames) if !frames.is_empty() => {
+            Stack::Frames(frames, cut) if !frames.is_empty() => {
                 let (shown, folded) = visible(frames, full);
                 let key = (
                     thread.state,
+                    cut.as_deref(),
                     shown
                         .iter()
                         .map(|f| Arc::as_ptr(f).cast::<Symbol>() as usize)
@@ -511,7 +623,7 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
             render_others(&members[1..], out);
         }
         match &first.stack {
-            Stack::Frames(_) => {
+            Stack::Frames(_, cut) => {
                 render_symbols(shown, out);
                 if folded > 0 {
                     let _ = writeln!(
@@ -519,13 +631,9 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
                         "      … {folded} runtime frames (thread start) folded; \"stacks --full\" shows them"
                     );
                 }
-            }
-            Stack::Partial(top) => {
-                render_symbols(top, out);
-                let _ = writeln!(
-                    out,
-                    "     (innermost frame only: the thread was unwinding a panic or taking a backtrace)"
-                );
+                if let Some(cut) = cut {
+                    let _ = writeln!(out, "     ({cut})");
+                }
             }
             Stack::FromProc {
                 why,
@@ -593,15 +701,12 @@ pub(crate) fn to_json(dump: &Dump, full: bool) -> Json {
                 ("state_name", Json::from(t.state.map(procfs::describe_state))),
             ];
             match &t.stack {
-                Stack::Frames(frames) => {
+                Stack::Frames(frames, cut) => {
                     let (shown, folded) = visible(frames, full);
                     fields.push(("capture", Json::from("in_process")));
                     fields.push(("frames", frame_json(shown)));
                     fields.push(("folded_runtime_frames", Json::from(folded)));
-                }
-                Stack::Partial(top) => {
-                    fields.push(("capture", Json::from("innermost_only")));
-                    fields.push(("frames", frame_json(top)));
+                    fields.push(("cut", Json::from(cut.clone())));
                 }
                 Stack::FromProc {
                     why,
@@ -629,6 +734,10 @@ pub(crate) fn to_json(dump: &Dump, full: bool) -> Json {
         ("pid", Json::from(dump.pid)),
         ("dumping_tid", Json::from(dump.dumping_tid)),
         ("threads", Json::Arr(threads)),
+        (
+            "notes",
+            Json::Arr(dump.notes.iter().map(|n| Json::from(n.as_str())).collect()),
+        ),
     ])
 }
 
@@ -739,7 +848,7 @@ mod tests {
             tid,
             name: name.to_owned(),
             state: Some('S'),
-            stack: Stack::Frames(frames.to_vec()),
+            stack: Stack::Frames(frames.to_vec(), None),
             pause: None,
         }
     }
@@ -763,6 +872,7 @@ mod tests {
                     &frames(&["app::other", "std::sys::backtrace::__rust_begin_short_backtrace"]),
                 )])
                 .collect(),
+            notes: Vec::new(),
         };
         let mut text = String::new();
         render(&dump, false, &mut text);

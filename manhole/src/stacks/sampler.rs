@@ -1,44 +1,48 @@
 //! Capturing the raw stack of every thread in-process, by signal (Linux).
 //!
 //! The dumper sends each thread a real-time signal with `rt_tgsigqueueinfo`, carrying a slot
-//! index and a generation in `si_value`. The handler, running on that thread, unwinds its own
-//! stack into the slot and wakes the dumper through a futex; symbolization happens later, on
-//! the dumper's thread. No thread is ever parked: each pays for its own unwind (a few µs).
+//! index and a generation in `si_value`. The handler, running on that thread, copies its
+//! registers and the live part of its stack into the slot and wakes the dumper through a
+//! futex. It does not unwind: the walk happens later, on the dumper's thread, over the copy
+//! ([`super::unwind`]), so nothing the walk reads can fault and nothing it takes can deadlock
+//! the interrupted thread. No thread is ever parked: each pays for one copy (a few µs).
 //!
 //! # The handler's contract (async-signal safety)
-//! - It allocates nothing, takes no lock, formats nothing, and preserves `errno`.
+//! - It allocates nothing, takes no lock, formats nothing, calls no unwinder, and preserves
+//!   `errno`. It needs a few hundred bytes of stack, so it fits on the smallest alternate
+//!   signal stack and on a thread with little stack left.
 //! - It acts only on `SI_QUEUE` signals sent by this very process (`si_pid == getpid()`);
 //!   anything else (a `kill`, a `tgkill` from a shell) is ignored.
 //! - It writes only into a slot it won with a compare-and-swap from `REQUESTED(gen)` to
 //!   `WRITING(gen)`. The dumper abandons a slot by swapping `REQUESTED(gen)` to `ABANDONED`,
 //!   so a signal that arrives after the deadline (a thread that had it blocked, a stopped
 //!   thread) finds nothing to do. A slot being written is never handed out again until the
-//!   handler has finished with it.
-//! - Slot tables are allocated zeroed by the dumper and never freed, so a pointer the handler
-//!   loads stays valid forever.
-//! - Unwinding uses libgcc's `_Unwind_Backtrace` (`backtrace::trace_unsynchronized`), which
-//!   on glibc ≥ 2.35 with libgcc ≥ 12 finds unwind tables through `_dl_find_object` and takes
-//!   no lock; only `Frame::ip` is read.
-//! - It never unwinds a thread interrupted inside the unwinder's own code (libgcc): its unwind
-//!   tables are not exact at every instruction there, and walking from such a point crashed
-//!   under stress (a thread caught mid-panic in `_Unwind_RaiseException`). Such a thread
-//!   records only its program counter, and the dumper asks it again a moment later.
+//!   handler has finished with it, and the buffer it writes into is never unmapped while any
+//!   handler may still write.
+//! - It reads memory only with `process_vm_readv` on its own process, which returns an error
+//!   instead of faulting on an unmapped or guard page, and only from the stack pointer up to
+//!   the end of the mapping that holds it (as listed in `/proc/self/maps` just before the
+//!   signal), at most the slot's capacity. Where `process_vm_readv` is refused (a seccomp
+//!   filter), it copies only within that listed mapping.
 //! - `SA_RESTART` so that interrupted `read`, `write`, `accept`, futex waits and the like
-//!   resume without `EINTR`; `SA_ONSTACK` so a thread near stack overflow unwinds on its
-//!   alternate signal stack (Rust gives every thread one).
+//!   resume without `EINTR`; `SA_ONSTACK` so a thread near stack overflow runs the handler on
+//!   its alternate signal stack (Rust gives every thread one).
 
 use std::ffi::c_void;
 use std::io;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::unwind::Registers;
 use crate::Error;
+use crate::forklock::ForkLock;
 use crate::signal::Signal;
 
-/// The deepest stack recorded; deeper frames are cut.
-pub(crate) const MAX_FRAMES: usize = 128;
+/// The most stack copied per thread; deeper stacks are cut. Halved while memory is short.
+const COPY_CAP: usize = 256 * 1024;
+/// The least worth copying: below this, only registers are recorded.
+const COPY_MIN: usize = 8 * 1024;
 
 const FREE: u64 = 0;
 const REQUESTED: u64 = 1;
@@ -58,14 +62,22 @@ fn state_of(word: u64) -> u64 {
 #[repr(C)]
 struct Slot {
     state: AtomicU64,
-    frames: AtomicUsize,
     pc: AtomicUsize,
     sp: AtomicUsize,
+    fp: AtomicUsize,
+    lr: AtomicUsize,
+    /// The thread's signal mask when it was interrupted (signals 1..=64).
+    mask: AtomicU64,
     entered_ns: AtomicU64,
     left_ns: AtomicU64,
-    /// 1 when the thread was inside the unwinder and only `pc` was recorded.
-    partial: AtomicUsize,
-    ips: [AtomicUsize; MAX_FRAMES],
+    /// Where to copy the stack, and how much room there is (set by the dumper).
+    buffer: AtomicUsize,
+    capacity: AtomicUsize,
+    /// The sorted `(start, end)` readable mappings of the process (set by the dumper).
+    maps: AtomicUsize,
+    maps_len: AtomicUsize,
+    /// How many bytes of stack were copied.
+    copied: AtomicUsize,
 }
 
 /// Slot tables: segment `k` holds `BASE << k` slots and is allocated when first needed.
@@ -108,7 +120,7 @@ fn reserve(count: usize) -> usize {
                 break;
             };
             // SAFETY: the layout is non-zero-sized; all-zero bytes are a valid `Slot` (atomics
-            // and an array of atomics), and the table is leaked: never freed.
+            // only), and the table is leaked: never freed.
             let table = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
             if table.is_null() {
                 break;
@@ -120,67 +132,120 @@ fn reserve(count: usize) -> usize {
     available.min(count)
 }
 
-/// Executable ranges of the unwinder's own library, where the handler must not unwind.
-const NO_UNWIND_RANGES: usize = 4;
-static NO_UNWIND: [(AtomicUsize, AtomicUsize); NO_UNWIND_RANGES] =
-    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; NO_UNWIND_RANGES];
-
-fn in_unwinder(pc: usize) -> bool {
-    NO_UNWIND.iter().any(|(start, end)| {
-        let (start, end) = (start.load(Ordering::Relaxed), end.load(Ordering::Relaxed));
-        start <= pc && pc < end
-    })
+/// Every slot back to free: in a child forked in the middle of its parent's dump, the requests
+/// in flight were for threads that do not exist here.
+fn reset_slots() {
+    let mut index = 0;
+    while let Some(slot) = slot(index) {
+        slot.state.store(FREE, Ordering::Release);
+        index += 1;
+    }
 }
 
-unsafe extern "C" {
-    /// libgcc's unwinder entry point; only its address is taken, to find the library.
-    #[link_name = "_Unwind_Backtrace"]
-    fn unwind_backtrace_symbol();
-}
+/// How the handler copies stack memory.
+static COPY_MODE: AtomicU8 = AtomicU8::new(COPY_NONE);
+const COPY_NONE: u8 = 0;
+/// `process_vm_readv` on our own process: a bad address is an error, never a fault.
+const COPY_VM_READV: u8 = 1;
+/// A plain copy, only within the mapping listed for the stack pointer.
+const COPY_WITHIN_MAPPING: u8 = 2;
 
-/// Records the executable segments of the shared library that holds `_Unwind_Backtrace`.
-/// Where the unwinder is linked into the executable itself, nothing is recorded.
-fn find_unwinder() {
-    struct Search {
-        target: usize,
-        ranges: Vec<(usize, usize)>,
-    }
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info for the duration of the call, and `data`
-        // is the `Search` handed to it below.
-        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
-        // SAFETY: dlpi_phdr points to dlpi_phnum program headers of this object.
-        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-        let base = info.dlpi_addr as usize;
-        let loads = headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
-        let holds = loads.clone().any(|h| {
-            let start = base + h.p_vaddr as usize;
-            start <= search.target && search.target < start + h.p_memsz as usize
-        });
-        // SAFETY: dlpi_name is a valid C string (empty for the executable) or null.
-        let is_executable = info.dlpi_name.is_null() || unsafe { *info.dlpi_name } == 0;
-        if holds && !is_executable {
-            search.ranges = loads
-                .filter(|h| h.p_flags & libc::PF_X != 0)
-                .map(|h| (base + h.p_vaddr as usize, base + (h.p_vaddr + h.p_memsz) as usize))
-                .collect();
-        }
-        i32::from(holds)
-    }
-    let mut search = Search {
-        target: unwind_backtrace_symbol as *const () as usize,
-        ranges: Vec::new(),
+/// Copies `len` bytes at `from` to `to` with `process_vm_readv`; the bytes copied (0 on error).
+fn vm_read(from: usize, to: *mut u8, len: usize) -> usize {
+    let local = libc::iovec {
+        iov_base: to.cast(),
+        iov_len: len,
     };
-    // SAFETY: `visit` matches the callback type and only reads what it is given; `search`
-    // outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
-    for (slot, (start, end)) in NO_UNWIND.iter().zip(search.ranges) {
-        slot.0.store(start, Ordering::Relaxed);
-        slot.1.store(end, Ordering::Release);
+    let remote = libc::iovec {
+        iov_base: from as *mut c_void,
+        iov_len: len,
+    };
+    // SAFETY: process_vm_readv on our own pid reads through the kernel, which checks every
+    // page of `remote` and returns an error (or a short count) instead of faulting; `local` is
+    // writable memory the caller owns for `len` bytes. It is a plain system call: safe in a
+    // signal handler.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            libc::getpid(),
+            &local as *const libc::iovec,
+            1usize,
+            &remote as *const libc::iovec,
+            1usize,
+            0usize,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Reads memory of this process into `out` without ever faulting: through the kernel where it
+/// allows it, else nothing. Returns the bytes read.
+pub(crate) fn read_memory(address: usize, out: &mut [u8]) -> usize {
+    vm_read(address, out.as_mut_ptr(), out.len())
+}
+
+/// Decides how stacks are copied, by trying `process_vm_readv` on a buffer of our own.
+fn choose_copy_mode() {
+    let source = [0x5au8; 64];
+    let mut target = [0u8; 64];
+    let mode = if vm_read(source.as_ptr() as usize, target.as_mut_ptr(), 64) == 64 && target == source {
+        COPY_VM_READV
+    } else {
+        COPY_WITHIN_MAPPING
+    };
+    COPY_MODE.store(mode, Ordering::Release);
+}
+
+/// The end of the listed mapping holding `address`, by binary search over `(start, end)` pairs.
+fn mapping_end(maps: &[(usize, usize)], address: usize) -> Option<usize> {
+    let (mut low, mut high) = (0, maps.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let (start, end) = maps[mid];
+        if address < start {
+            high = mid;
+        } else if address >= end {
+            low = mid + 1;
+        } else {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Copies the live stack from `sp` into the slot's buffer (in the handler).
+fn copy_stack(slot: &Slot, sp: usize) -> usize {
+    let buffer = slot.buffer.load(Ordering::Relaxed) as *mut u8;
+    let capacity = slot.capacity.load(Ordering::Relaxed);
+    if buffer.is_null() || capacity == 0 {
+        return 0;
+    }
+    let maps_ptr = slot.maps.load(Ordering::Relaxed) as *const (usize, usize);
+    let maps: &[(usize, usize)] = if maps_ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: the dumper published a table of `maps_len` pairs in memory that stays mapped
+        // while any handler may write this slot (see `Arena`).
+        unsafe { std::slice::from_raw_parts(maps_ptr, slot.maps_len.load(Ordering::Relaxed)) }
+    };
+    let end = mapping_end(maps, sp);
+    match COPY_MODE.load(Ordering::Relaxed) {
+        COPY_VM_READV => {
+            let len = end.map_or(capacity, |end| (end - sp).min(capacity));
+            vm_read(sp, buffer, len)
+        }
+        COPY_WITHIN_MAPPING => match end {
+            Some(end) => {
+                let len = (end - sp).min(capacity);
+                // SAFETY: `[sp, sp + len)` lies inside a readable mapping listed just before the
+                // signal, starting at the interrupted thread's own stack pointer; the buffer has
+                // room for `capacity >= len` bytes and does not overlap a stack.
+                unsafe { ptr::copy_nonoverlapping(sp as *const u8, buffer, len) };
+                len
+            }
+            None => 0,
+        },
+        _ => 0,
     }
 }
 
@@ -217,26 +282,44 @@ fn now_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The interrupted registers and signal mask.
 #[cfg(target_arch = "x86_64")]
-fn registers(context: *mut c_void) -> (usize, usize) {
+fn registers(context: *mut c_void) -> (Registers, u64) {
     // SAFETY: the kernel passes a valid ucontext_t as the third argument of an SA_SIGINFO
-    // handler; only two saved registers are read.
+    // handler; only saved registers and the first word of the saved mask are read.
     unsafe {
         let uc = &*context.cast::<libc::ucontext_t>();
+        let gregs = &uc.uc_mcontext.gregs;
+        let mask = ptr::addr_of!(uc.uc_sigmask).cast::<u64>().read_unaligned();
         (
-            uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize,
-            uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize,
+            Registers {
+                pc: gregs[libc::REG_RIP as usize] as usize,
+                sp: gregs[libc::REG_RSP as usize] as usize,
+                fp: gregs[libc::REG_RBP as usize] as usize,
+                lr: 0,
+            },
+            mask,
         )
     }
 }
 
+/// The interrupted registers and signal mask.
 #[cfg(target_arch = "aarch64")]
-fn registers(context: *mut c_void) -> (usize, usize) {
+fn registers(context: *mut c_void) -> (Registers, u64) {
     // SAFETY: the kernel passes a valid ucontext_t as the third argument of an SA_SIGINFO
-    // handler; only two saved registers are read.
+    // handler; only saved registers and the first word of the saved mask are read.
     unsafe {
         let uc = &*context.cast::<libc::ucontext_t>();
-        (uc.uc_mcontext.pc as usize, uc.uc_mcontext.sp as usize)
+        let mask = ptr::addr_of!(uc.uc_sigmask).cast::<u64>().read_unaligned();
+        (
+            Registers {
+                pc: uc.uc_mcontext.pc as usize,
+                sp: uc.uc_mcontext.sp as usize,
+                fp: uc.uc_mcontext.regs[29] as usize,
+                lr: uc.uc_mcontext.regs[30] as usize,
+            },
+            mask,
+        )
     }
 }
 
@@ -276,28 +359,14 @@ fn record(info: *mut libc::siginfo_t, context: *mut c_void) {
     {
         return; // abandoned, stale or forged
     }
-    let (pc, sp) = registers(context);
-    let mut frames = 0;
-    let partial = in_unwinder(pc);
-    if partial {
-        slot.ips[0].store(pc, Ordering::Relaxed);
-        frames = 1;
-    } else {
-        // SAFETY: libgcc's unwinder is used from one thread on its own stack, never from a
-        // point inside libgcc itself; the callback only stores integers into this slot, which
-        // the CAS above gave to this handler alone.
-        unsafe {
-            backtrace::trace_unsynchronized(|frame| {
-                slot.ips[frames].store(frame.ip() as usize, Ordering::Relaxed);
-                frames += 1;
-                frames < MAX_FRAMES
-            });
-        }
-    }
-    slot.partial.store(usize::from(partial), Ordering::Relaxed);
-    slot.frames.store(frames, Ordering::Relaxed);
-    slot.pc.store(pc, Ordering::Relaxed);
-    slot.sp.store(sp, Ordering::Relaxed);
+    let (regs, mask) = registers(context);
+    let copied = copy_stack(slot, regs.sp);
+    slot.pc.store(regs.pc, Ordering::Relaxed);
+    slot.sp.store(regs.sp, Ordering::Relaxed);
+    slot.fp.store(regs.fp, Ordering::Relaxed);
+    slot.lr.store(regs.lr, Ordering::Relaxed);
+    slot.mask.store(mask, Ordering::Relaxed);
+    slot.copied.store(copied, Ordering::Relaxed);
     slot.entered_ns.store(entered, Ordering::Relaxed);
     slot.left_ns.store(now_ns(), Ordering::Relaxed);
     slot.state.store(pack(generation, DONE), Ordering::Release);
@@ -315,20 +384,50 @@ fn record(info: *mut libc::siginfo_t, context: *mut c_void) {
     }
 }
 
-/// The current disposition of `signal`: whether nobody handles it (SIG_DFL).
-fn is_unhandled(signal: i32) -> bool {
+/// The current handler of `signal` (`SIG_DFL`, `SIG_IGN` or a function's address).
+fn disposition(signal: i32) -> Option<usize> {
     // SAFETY: sigaction is plain data; with a null new action, sigaction only reads the old one.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: `old` is a valid, writable sigaction; a null `act` changes nothing.
     let rc = unsafe { libc::sigaction(signal, ptr::null(), &mut old) };
-    rc == 0 && old.sa_sigaction == libc::SIG_DFL
+    (rc == 0).then_some(old.sa_sigaction)
+}
+
+/// The current disposition of `signal`: whether nobody handles it (SIG_DFL).
+fn is_unhandled(signal: i32) -> bool {
+    disposition(signal) == Some(libc::SIG_DFL)
+}
+
+/// Whether the stack signal still has manhole's handler. If the program (or a library) reset
+/// it to the default, sending it would kill the process; if it installed a handler of its own,
+/// that handler would run once per thread and no stack would come back.
+pub(crate) fn handler_in_place() -> Result<(), String> {
+    let Some(signal) = signal() else {
+        return Err("stack capture is not set up".to_owned());
+    };
+    let name = Signal::from_raw(signal).map_or_else(|_| signal.to_string(), |s| s.name());
+    match disposition(signal) {
+        Some(handler) if handler == on_signal as *const () as usize => Ok(()),
+        Some(libc::SIG_DFL) => Err(format!(
+            "{name}, the stack signal, was reset to its default action by the program, which would kill \
+             it: no thread was signalled"
+        )),
+        Some(libc::SIG_IGN) => Err(format!(
+            "{name}, the stack signal, is now ignored by the program: no thread was signalled"
+        )),
+        Some(_) => Err(format!(
+            "{name}, the stack signal, now has a handler of the program's own: no thread was signalled \
+             (set stack_signal to a signal the program does not use)"
+        )),
+        None => Err(format!("the disposition of {name} cannot be read")),
+    }
 }
 
 /// Installs the handler on `requested`, or on the highest real-time signal nobody handles.
 /// Returns the signal in use. Idempotent: a second call keeps the first signal.
 pub(crate) fn init(requested: Option<Signal>) -> Result<Signal, Error> {
-    static INIT: Mutex<()> = Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    static INIT: ForkLock<()> = ForkLock::new(());
+    let _guard = INIT.lock();
     let current = SIGNAL.load(Ordering::Acquire);
     if current != 0 {
         return match requested {
@@ -359,9 +458,7 @@ pub(crate) fn init(requested: Option<Signal>) -> Result<Signal, Error> {
                 reason: "every real-time signal is already handled; set stack_signal explicitly".to_owned(),
             })?,
     };
-    // Let the unwinder find and cache what it needs outside signal context first.
-    backtrace::trace(|_| true);
-    find_unwinder();
+    choose_copy_mode();
     // SAFETY: sigaction is plain data; every field the kernel reads is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_signal as *const () as usize;
@@ -389,30 +486,32 @@ pub(crate) fn signal() -> Option<i32> {
     }
 }
 
+/// A thread's registers and a copy of its live stack.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) regs: Registers,
+    /// The bytes from `regs.sp` up.
+    pub(crate) stack: Vec<u8>,
+    /// The thread's signal mask when it was interrupted.
+    #[allow(dead_code, reason = "recorded for the wait analysis of DESIGN.md §10")]
+    pub(crate) mask: u64,
+}
+
 /// What became of one thread's capture.
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
-    /// Unwound: return addresses innermost first, starting with the interrupted frame.
-    Captured {
-        ips: Vec<usize>,
-        pc: usize,
-        /// The stack pointer: kept for the lock analysis to come (DESIGN.md §10).
-        #[allow(dead_code, reason = "recorded for the wait analysis of DESIGN.md §10")]
-        sp: usize,
-        pause: Duration,
-        /// Only `pc` is known: the thread was inside the unwinder every time it was asked.
-        partial: bool,
-    },
+    /// Its registers and stack were copied.
+    Captured { snapshot: Snapshot, pause: Duration },
     /// Not asked, with the reason.
-    Skipped(&'static str),
+    Skipped(String),
     /// Asked, but it did not answer before the deadline.
     NoAnswer,
     /// It exited before it could be asked.
     Gone,
 }
 
-/// Serialises dumps: one at a time per process.
-static DUMPS: Mutex<u32> = Mutex::new(0);
+/// Serialises dumps: one at a time per process. Holds the generation of the last request.
+static DUMPS: ForkLock<u32> = ForkLock::new(0);
 
 /// Sends a request to `tid`.
 fn send(pid: i32, tid: i32, signal: i32, value: u64) -> io::Result<()> {
@@ -446,54 +545,198 @@ fn send(pid: i32, tid: i32, signal: i32, value: u64) -> io::Result<()> {
     }
 }
 
-/// Captures every thread in `tids` (the caller's own thread must not be among them, nor any
-/// thread that blocks the signal), waiting at most `deadline` for answers. A thread caught
-/// inside the unwinder is asked again, a little later each time, until the deadline.
-pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
-    let Some(signal) = signal() else {
-        return tids
-            .iter()
-            .map(|tid| (*tid, Outcome::Skipped("stack capture is not set up")))
-            .collect();
-    };
-    let until = Instant::now() + deadline;
-    let mut results = round(tids, signal, until);
-    for attempt in 0..10 {
-        let again: Vec<i32> = results
-            .iter()
-            .filter(|(_, outcome)| matches!(outcome, Outcome::Captured { partial: true, .. }))
-            .map(|(tid, _)| *tid)
-            .collect();
-        if again.is_empty() || Instant::now() >= until {
-            break;
+/// The calling thread's own registers and stack, taken without a signal: the registers are
+/// read here, and the stack from here up is this thread's own, mapped and alive.
+#[inline(never)]
+pub(crate) fn capture_self() -> Snapshot {
+    let regs = own_registers();
+    let maps = readable_mappings();
+    let end = mapping_end(&maps, regs.sp).unwrap_or(regs.sp);
+    let len = (end - regs.sp).min(COPY_CAP);
+    let mut stack = vec![0u8; len];
+    let copied = match COPY_MODE.load(Ordering::Relaxed) {
+        COPY_VM_READV => vm_read(regs.sp, stack.as_mut_ptr(), len),
+        _ => {
+            // SAFETY: `[sp, sp + len)` is this thread's own live stack, inside its listed mapping.
+            unsafe { ptr::copy_nonoverlapping(regs.sp as *const u8, stack.as_mut_ptr(), len) };
+            len
         }
-        std::thread::sleep(Duration::from_micros(100 << attempt.min(6)));
-        for (tid, outcome) in round(&again, signal, until) {
-            if matches!(outcome, Outcome::Captured { partial: false, .. })
-                && let Some(entry) = results.iter_mut().find(|(t, _)| *t == tid)
-            {
-                entry.1 = outcome;
+    };
+    stack.truncate(copied);
+    Snapshot { regs, stack, mask: 0 }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn own_registers() -> Registers {
+    let (pc, sp, fp): (usize, usize, usize);
+    // SAFETY: reads the instruction pointer, stack pointer and frame pointer into registers;
+    // touches no memory and no flags.
+    unsafe {
+        std::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {fp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    Registers { pc, sp, fp, lr: 0 }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn own_registers() -> Registers {
+    let (pc, sp, fp, lr): (usize, usize, usize, usize);
+    // SAFETY: reads the program counter, stack pointer, frame pointer and link register into
+    // registers; touches no memory and no flags.
+    unsafe {
+        std::arch::asm!(
+            "adr {pc}, .",
+            "mov {sp}, sp",
+            "mov {fp}, x29",
+            "mov {lr}, x30",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            lr = out(reg) lr,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    Registers { pc, sp, fp, lr }
+}
+
+/// The readable, writable mappings of the process (where stacks live), sorted, merged where
+/// adjacent. Empty if `/proc/self/maps` cannot be read.
+fn readable_mappings() -> Vec<(usize, usize)> {
+    let Ok(text) = std::fs::read("/proc/self/maps") else {
+        return Vec::new();
+    };
+    let mut maps: Vec<(usize, usize)> = Vec::with_capacity(text.len() / 64);
+    for line in text.split(|b| *b == b'\n') {
+        let mut fields = line.split(|b| *b == b' ');
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if perms.first() != Some(&b'r') || perms.get(1) != Some(&b'w') {
+            continue;
+        }
+        let Some(dash) = range.iter().position(|b| *b == b'-') else {
+            continue;
+        };
+        let hex = |bytes: &[u8]| usize::from_str_radix(std::str::from_utf8(bytes).ok()?, 16).ok();
+        if let (Some(start), Some(end)) = (hex(&range[..dash]), hex(&range[dash + 1..])) {
+            match maps.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => maps.push((start, end)),
             }
         }
     }
-    results
+    maps
+}
+
+/// Per-round memory the handlers write into: the mappings table, then one stack buffer per
+/// request. Unmapped after the round unless a handler might still be writing into it, in which
+/// case it is left mapped for good (a rare, bounded leak rather than a fault in the program).
+struct Arena {
+    base: *mut u8,
+    len: usize,
+    per_thread: usize,
+    maps_len: usize,
+}
+
+impl Arena {
+    /// Room for `threads` copies; the copy size is halved while the memory cannot be had.
+    fn new(threads: usize, maps: &[(usize, usize)]) -> Option<Arena> {
+        let table = std::mem::size_of_val(maps).next_multiple_of(4096);
+        let mut per_thread = COPY_CAP;
+        while per_thread >= COPY_MIN {
+            let len = table + threads.max(1) * per_thread;
+            // SAFETY: an anonymous private mapping with no address hint; the kernel picks the
+            // address. MAP_NORESERVE: only the pages handlers write are ever backed.
+            let base = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if base != libc::MAP_FAILED {
+                let base = base.cast::<u8>();
+                // SAFETY: the table fits in the first `table` bytes of the fresh mapping, which
+                // is suitably aligned (page-aligned) for (usize, usize).
+                unsafe { ptr::copy_nonoverlapping(maps.as_ptr(), base.cast::<(usize, usize)>(), maps.len()) };
+                return Some(Arena {
+                    base,
+                    len,
+                    per_thread,
+                    maps_len: maps.len(),
+                });
+            }
+            per_thread /= 2;
+        }
+        None
+    }
+
+    fn buffer(&self, index: usize) -> usize {
+        let table = (self.maps_len * std::mem::size_of::<(usize, usize)>()).next_multiple_of(4096);
+        self.base as usize + table + index * self.per_thread
+    }
+
+    fn release(self, still_writing: bool) {
+        if !still_writing {
+            // SAFETY: `base..base+len` is the mapping made in `new`, and no handler can write
+            // to it any more: every slot pointing into it is done, abandoned or free.
+            unsafe { libc::munmap(self.base.cast(), self.len) };
+        }
+    }
+}
+
+/// Captures every thread in `tids` (the caller's own thread must not be among them, nor any
+/// thread that blocks the signal), waiting at most `deadline` for answers.
+pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
+    if let Err(why) = handler_in_place() {
+        return tids
+            .iter()
+            .map(|tid| (*tid, Outcome::Skipped(why.clone())))
+            .collect();
+    }
+    let Some(signal) = signal() else {
+        return Vec::new();
+    };
+    round(tids, signal, Instant::now() + deadline)
 }
 
 /// One request to each thread in `tids`, answered or abandoned by `until`. The requests go
 /// out in one burst: each signalled thread wakes and competes with the dumper for the CPU.
 fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
-    let mut generation = DUMPS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut generation = DUMPS.lock();
+    if generation.inherited {
+        reset_slots();
+    }
     *generation = generation.wrapping_add(1).max(1);
     let generation_now = *generation;
     let pid = std::process::id() as i32;
     let capacity = reserve(tids.len() + 64);
+    let maps = readable_mappings();
+    let arena = Arena::new(tids.len(), &maps);
     let answers_before = DONE_WORD.load(Ordering::SeqCst);
 
     let mut results: Vec<(i32, Outcome)> = Vec::with_capacity(tids.len());
     // (position in results, slot index) of the requests in flight.
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut next_slot = 0;
+    let mut taken_over: Option<String> = None;
     for &tid in tids {
+        if let Some(why) = &taken_over {
+            results.push((tid, Outcome::Skipped(why.clone())));
+            continue;
+        }
         // A slot that a late handler is still writing is not handed out again.
         while next_slot < capacity
             && slot(next_slot).is_some_and(|s| state_of(s.state.load(Ordering::Acquire)) == WRITING)
@@ -501,9 +744,32 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
             next_slot += 1;
         }
         let Some(slot) = slot(next_slot).filter(|_| next_slot < capacity) else {
-            results.push((tid, Outcome::Skipped("there are more threads than capture slots")));
+            results.push((
+                tid,
+                Outcome::Skipped("there are more threads than capture slots".to_owned()),
+            ));
             continue;
         };
+        // The program may change the disposition at any moment: look again before each signal.
+        if let Err(why) = handler_in_place() {
+            results.push((tid, Outcome::Skipped(why.clone())));
+            taken_over = Some(why);
+            continue;
+        }
+        match &arena {
+            Some(arena) => {
+                slot.buffer.store(arena.buffer(pending.len()), Ordering::Relaxed);
+                slot.capacity.store(arena.per_thread, Ordering::Relaxed);
+                slot.maps.store(arena.base as usize, Ordering::Relaxed);
+                slot.maps_len.store(arena.maps_len, Ordering::Relaxed);
+            }
+            None => {
+                slot.buffer.store(0, Ordering::Relaxed);
+                slot.capacity.store(0, Ordering::Relaxed);
+                slot.maps.store(0, Ordering::Relaxed);
+                slot.maps_len.store(0, Ordering::Relaxed);
+            }
+        }
         slot.state
             .store(pack(generation_now, REQUESTED), Ordering::Release);
         let value = (u64::from(generation_now) << 32) | next_slot as u64;
@@ -518,7 +784,7 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
                 let outcome = if e.raw_os_error() == Some(libc::ESRCH) {
                     Outcome::Gone
                 } else {
-                    Outcome::Skipped("the signal could not be sent")
+                    Outcome::Skipped(format!("the signal could not be sent: {e}"))
                 };
                 results.push((tid, outcome));
             }
@@ -562,6 +828,7 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
     }
     WAITING.store(0, Ordering::SeqCst);
 
+    let mut still_writing = false;
     for (position, index) in pending {
         let Some(slot) = slot(index) else { continue };
         // Abandon unanswered requests; a handler mid-write is running and finishes soon.
@@ -584,25 +851,43 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
             std::thread::yield_now();
         }
         if is_done(slot, generation_now) {
-            let frames = slot.frames.load(Ordering::Relaxed).min(MAX_FRAMES);
-            let ips = slot.ips[..frames]
-                .iter()
-                .map(|ip| ip.load(Ordering::Relaxed))
-                .collect();
+            let copied = slot
+                .copied
+                .load(Ordering::Relaxed)
+                .min(slot.capacity.load(Ordering::Relaxed));
+            let buffer = slot.buffer.load(Ordering::Relaxed);
+            let stack = if buffer == 0 || copied == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: the handler wrote `copied` bytes at `buffer`, inside this round's
+                // arena, which is still mapped; it has finished (DONE).
+                unsafe { std::slice::from_raw_parts(buffer as *const u8, copied) }.to_vec()
+            };
             let pause = Duration::from_nanos(
                 slot.left_ns
                     .load(Ordering::Relaxed)
                     .saturating_sub(slot.entered_ns.load(Ordering::Relaxed)),
             );
             results[position].1 = Outcome::Captured {
-                ips,
-                pc: slot.pc.load(Ordering::Relaxed),
-                sp: slot.sp.load(Ordering::Relaxed),
+                snapshot: Snapshot {
+                    regs: Registers {
+                        pc: slot.pc.load(Ordering::Relaxed),
+                        sp: slot.sp.load(Ordering::Relaxed),
+                        fp: slot.fp.load(Ordering::Relaxed),
+                        lr: slot.lr.load(Ordering::Relaxed),
+                    },
+                    stack,
+                    mask: slot.mask.load(Ordering::Relaxed),
+                },
                 pause,
-                partial: slot.partial.load(Ordering::Relaxed) != 0,
             };
             slot.state.store(FREE, Ordering::Release);
+        } else {
+            still_writing = true;
         }
+    }
+    if let Some(arena) = arena {
+        arena.release(still_writing);
     }
     results
 }
@@ -628,6 +913,36 @@ mod tests {
             Some((SEGMENTS - 1, (BASE << (SEGMENTS - 1)) - 1))
         );
         assert_eq!(locate(last), None);
+    }
+
+    #[test]
+    fn mappings_are_found_by_binary_search() {
+        let maps = [(0x1000, 0x2000), (0x3000, 0x5000), (0x8000, 0x9000)];
+        assert_eq!(mapping_end(&maps, 0x1000), Some(0x2000));
+        assert_eq!(mapping_end(&maps, 0x1fff), Some(0x2000));
+        assert_eq!(mapping_end(&maps, 0x2000), None);
+        assert_eq!(mapping_end(&maps, 0x4000), Some(0x5000));
+        assert_eq!(mapping_end(&maps, 0x8fff), Some(0x9000));
+        assert_eq!(mapping_end(&maps, 0x9000), None);
+        assert_eq!(mapping_end(&[], 0x9000), None);
+    }
+
+    #[test]
+    fn process_vm_readv_reads_and_refuses_without_faulting() {
+        let source: Vec<u8> = (0..=255).collect();
+        let mut target = vec![0u8; 256];
+        assert_eq!(vm_read(source.as_ptr() as usize, target.as_mut_ptr(), 256), 256);
+        assert_eq!(source, target);
+        // The zero page and a freed mapping are refused, never a fault.
+        assert_eq!(vm_read(8, target.as_mut_ptr(), 64), 0);
+    }
+
+    #[test]
+    fn own_stack_is_copied_from_the_live_stack_pointer() {
+        choose_copy_mode();
+        let snapshot = capture_self();
+        assert!(snapshot.regs.pc != 0 && snapshot.regs.sp != 0);
+        assert!(snapshot.stack.len() >= 256, "{} bytes", snapshot.stack.len());
     }
 
     #[test]
