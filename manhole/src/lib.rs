@@ -53,12 +53,17 @@
 //!
 //! # How stacks are taken
 //! Each thread is sent a real-time signal (the highest one nothing else handles, or
-//! [`Options::stack_signal`]) and unwinds its own stack in a few microseconds, then goes on; no
-//! thread is ever stopped while others are captured, and no debugger or ptrace is involved.
-//! Threads that block that signal, are stopped, or are in uninterruptible sleep are reported
-//! from `/proc` (state, system call, kernel wait, innermost frame) without waiting; a thread
-//! that does not answer within 200 ms is reported the same way. Names, files and lines are
-//! looked up afterwards, outside the signal handler, and remembered for the next dump.
+//! [`Options::stack_signal`]) and copies its registers and live stack in a few microseconds,
+//! then goes on; no thread is ever stopped while others are captured, and no debugger or ptrace
+//! is involved. The handler reads memory only through the kernel (`process_vm_readv`), so it
+//! cannot fault, takes no lock and needs little stack; the copies are walked afterwards on
+//! manhole's own thread, where a stack switched by hand or JIT code only ends a walk early.
+//! Threads that block that signal, wait for it with `sigwait`, are stopped, or are in
+//! uninterruptible sleep are reported from `/proc` (state, system call, kernel wait, innermost
+//! frame) without waiting; a thread that does not answer within 200 ms is reported the same
+//! way, and so is every thread if the program has reset or taken over the signal. Names, files
+//! and lines are looked up afterwards, only when there is memory for it, and kept until the
+//! last session ends.
 //!
 //! # Security
 //! Only the process's effective uid and root may use the console. The socket is created with

@@ -1,0 +1,348 @@
+//! A host whose threads are hard to take stacks of, for tests/stack_safety.rs: each scenario
+//! (the first argument) sets up one way a stack capture used to crash, hang or fool the
+//! program, installs manhole, prints `ready <socket>` and then serves until stdin closes.
+//!
+//! - `short-stack`: a thread made by `pthread_create` (no alternate signal stack) parked with
+//!   about 5 KiB of its stack left.
+//! - `switched-stack`: a thread running on a stack it switched to by hand (no CFI for the
+//!   switch), whose top is followed by an inaccessible page.
+//! - `jit-frames`: unwind tables registered with libgcc (as JITs do), and two threads taking
+//!   backtraces without pause, so libgcc's object mutex is held most of the time.
+//! - `sigwait`: every thread blocks every signal and one collects them with `sigwait` on a full
+//!   set, stopping the program (exit 3) on any signal it does not expect.
+//! - `takeover-default` / `takeover-handler`: after install, the program resets manhole's stack
+//!   signal to its default action, or installs a handler of its own that counts calls.
+//! - `rlimit`: an address-space limit leaving little room above what the program uses.
+//! - `plain`: nothing special (for memory measurements).
+//! - `fork-dump`: a thread forks children without pause; each child calls
+//!   `manhole::dump_stacktraces()` under an alarm and reports how it went on stdout
+//!   (`child ok` / the parent counts children killed by the alarm as `child hung`).
+#![allow(missing_docs)]
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+static HEARTBEAT: AtomicU64 = AtomicU64::new(0);
+static PROGRAM_HANDLER_CALLS: AtomicU64 = AtomicU64::new(0);
+static BACKTRACES: AtomicU64 = AtomicU64::new(0);
+
+fn main() {
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    if scenario == "sigwait" {
+        block_everything();
+    }
+    let handle = match manhole::install(manhole::Options::new()) {
+        Ok(handle) => handle,
+        Err(e) => {
+            println!("install failed: {e}");
+            std::process::exit(2);
+        }
+    };
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(|| {
+            loop {
+                HEARTBEAT.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .expect("heartbeat thread");
+    match scenario.as_str() {
+        "short-stack" => short_stack(),
+        "switched-stack" => switched_stack(),
+        "jit-frames" => jit_frames(),
+        "sigwait" => sigwait(),
+        "takeover-default" => take_over(false),
+        "takeover-handler" => take_over(true),
+        "rlimit" | "plain" => {}
+        "fork-dump" => fork_dump(),
+        other => {
+            println!("unknown scenario {other:?}");
+            std::process::exit(2);
+        }
+    }
+    let socket = handle.socket_path().expect("always-on manhole listens");
+    if scenario == "rlimit" {
+        limit_address_space();
+    }
+    println!("ready {}", socket.display());
+    let _ = std::io::stdout().flush();
+    // Commands on stdin: `heartbeat`, `handler-calls`, `backtraces`; EOF ends the program.
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let answer = match line.trim() {
+            "heartbeat" => HEARTBEAT.load(Ordering::Relaxed),
+            "handler-calls" => PROGRAM_HANDLER_CALLS.load(Ordering::Relaxed),
+            "backtraces" => BACKTRACES.load(Ordering::Relaxed),
+            _ => u64::MAX,
+        };
+        println!("{answer}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn block_everything() {
+    // SAFETY: sigset_t is plain data, filled before use; pthread_sigmask on the calling thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// A C thread, no alternate signal stack, parked with about 5 KiB of stack left.
+fn short_stack() {
+    extern "C" fn thread(_: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: pthread_getattr_np on the calling thread fills `attr`, destroyed after use.
+        let low = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
+            let mut addr: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            addr as usize
+        };
+        descend(low + 5 * 1024);
+        std::ptr::null_mut()
+    }
+    #[inline(never)]
+    fn descend(until: usize) {
+        let marker = [0u8; 256];
+        let here = std::hint::black_box(&marker) as *const _ as usize;
+        if here > until + 512 {
+            descend(until);
+        } else {
+            loop {
+                // SAFETY: pause has no preconditions; it returns after each signal.
+                unsafe { libc::pause() };
+            }
+        }
+        std::hint::black_box(&marker);
+    }
+    // SAFETY: a detached thread with a 64 KiB stack running `thread`, which never returns.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 64 * 1024);
+        let mut id: libc::pthread_t = 0;
+        assert_eq!(
+            libc::pthread_create(&mut id, &attr, thread, std::ptr::null_mut()),
+            0
+        );
+        libc::pthread_setname_np(id, c"short-stack".as_ptr());
+        libc::pthread_attr_destroy(&mut attr);
+    }
+}
+
+/// A thread running on a stack it switched to by hand, its top against an inaccessible page.
+fn switched_stack() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        extern "C" fn on_new_stack() -> ! {
+            loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            }
+        }
+        std::thread::Builder::new()
+            .name("switched-stack".into())
+            .spawn(|| {
+                const SIZE: usize = 64 * 1024;
+                // SAFETY: a fresh anonymous mapping: SIZE bytes of stack, then one page made
+                // inaccessible, so anything reading past the stack's top faults.
+                let top = unsafe {
+                    let base = libc::mmap(
+                        std::ptr::null_mut(),
+                        SIZE + 4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(base, libc::MAP_FAILED);
+                    let guard = base.cast::<u8>().add(SIZE);
+                    libc::mprotect(guard.cast(), 4096, libc::PROT_NONE);
+                    guard as usize
+                };
+                // SAFETY: switches to the new stack (16-byte aligned) and calls a function
+                // that never returns; nothing of the old stack is used again.
+                unsafe {
+                    std::arch::asm!(
+                        "mov rsp, {top}",
+                        "call {f}",
+                        top = in(reg) top,
+                        f = sym on_new_stack,
+                        options(noreturn)
+                    );
+                }
+            })
+            .expect("switched-stack thread");
+    }
+}
+
+unsafe extern "C" {
+    fn __register_frame(begin: *const u8);
+}
+
+/// Registers a small unwind table with libgcc, as a JIT does, then takes backtraces without
+/// pause on two threads.
+fn jit_frames() {
+    static CODE: [u8; 64] = [0xc3; 64];
+    let code = CODE.as_ptr() as u64;
+    // One CIE (zR, pcrel|sdata... here absptr), one FDE for CODE, and the terminator.
+    let mut table: Vec<u8> = Vec::new();
+    let cie: Vec<u8> = vec![
+        0, 0, 0, 0, // CIE id
+        1, // version
+        b'z', b'R', 0,    // augmentation
+        1,    // code alignment
+        0x78, // data alignment -8
+        16,   // return address register
+        1,    // augmentation data length
+        0x00, // FDE pointer encoding: absptr
+        0x0c, 7, 8, // DW_CFA_def_cfa rsp+8
+        0x90, 1, // DW_CFA_offset r16 at cfa-8
+        0, 0, // padding
+    ];
+    table.extend_from_slice(&(cie.len() as u32).to_ne_bytes());
+    table.extend_from_slice(&cie);
+    let fde_start = table.len();
+    let mut fde: Vec<u8> = Vec::new();
+    fde.extend_from_slice(&((fde_start + 4) as u32).to_ne_bytes()); // CIE pointer
+    fde.extend_from_slice(&code.to_ne_bytes());
+    fde.extend_from_slice(&64u64.to_ne_bytes());
+    fde.push(0); // augmentation data length
+    while !(fde.len() + 4).is_multiple_of(8) {
+        fde.push(0);
+    }
+    table.extend_from_slice(&(fde.len() as u32).to_ne_bytes());
+    table.extend_from_slice(&fde);
+    table.extend_from_slice(&[0, 0, 0, 0]);
+    let table: &'static [u8] = Box::leak(table.into_boxed_slice());
+    // SAFETY: a well-formed .eh_frame (CIE, FDE, terminator) that lives for ever.
+    unsafe { __register_frame(table.as_ptr()) };
+    for n in 0..2 {
+        std::thread::Builder::new()
+            .name(format!("backtracer-{n}"))
+            .spawn(|| {
+                loop {
+                    let _ = std::hint::black_box(std::backtrace::Backtrace::force_capture());
+                    BACKTRACES.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .expect("backtracer thread");
+    }
+}
+
+/// One thread collects every signal with sigwait; an unexpected one stops the program.
+fn sigwait() {
+    std::thread::Builder::new()
+        .name("sigwaiter".into())
+        .spawn(|| {
+            loop {
+                let mut signal = 0;
+                // SAFETY: sigset_t is plain data filled before use; sigwait writes `signal`.
+                let rc = unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::sigwait(&all, &mut signal)
+                };
+                if rc == 0 && signal != libc::SIGCHLD && signal != libc::SIGWINCH {
+                    eprintln!("sigwaiter: unexpected signal {signal}: shutting down");
+                    std::process::exit(3);
+                }
+            }
+        })
+        .expect("sigwaiter thread");
+}
+
+extern "C" fn count_calls(_: libc::c_int) {
+    PROGRAM_HANDLER_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The program takes manhole's stack signal: the highest real-time signal with a handler.
+fn take_over(with_handler: bool) {
+    // Make sure capture is set up (it is at the first dump otherwise).
+    let _ = manhole::dump_stacktraces();
+    for signal in (libc::SIGRTMIN()..=libc::SIGRTMAX()).rev() {
+        // SAFETY: reading and replacing a disposition; `count_calls` only bumps an atomic.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_DFL {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = if with_handler {
+                count_calls as *const () as usize
+            } else {
+                libc::SIG_DFL
+            };
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+        eprintln!("took over signal {signal}");
+        return;
+    }
+    panic!("no signal with a handler to take over");
+}
+
+/// Leaves room for the executable's size and one MiB above what the process maps now: enough
+/// to map its debug info, not enough to parse it.
+fn limit_address_space() {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("size");
+    let exe = std::fs::metadata(std::env::current_exe().expect("exe")).map_or(0, |m| m.len());
+    let room: u64 = std::env::var("STACK_HOST_ROOM")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(exe + (1 << 20));
+    let limit = pages * 4096 + room;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid rlimit lowers this process's soft limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) };
+}
+
+/// Forks children without pause; each dumps its own stacks under an alarm.
+fn fork_dump() {
+    std::thread::Builder::new()
+        .name("forker".into())
+        .spawn(|| {
+            loop {
+                // SAFETY: the child only calls dump_stacktraces (which a forked child must
+                // handle), writes its verdict and _exits; alarm bounds a hang.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: alarm and _exit have no preconditions.
+                    unsafe { libc::alarm(5) };
+                    let dump = manhole::dump_stacktraces();
+                    let ok = dump.contains("ProcessID=");
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(if ok { 0 } else { 4 }) };
+                }
+                if pid > 0 {
+                    let mut status = 0;
+                    // SAFETY: waits for the child just made.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                    let verdict = if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM {
+                        "child hung"
+                    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+                        "child ok"
+                    } else {
+                        "child failed"
+                    };
+                    eprintln!("{verdict}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .expect("forker thread");
+}
