@@ -3,7 +3,7 @@
 //! program, installs manhole, prints `ready <socket>` and then serves until stdin closes.
 //!
 //! - `short-stack`: a thread made by `pthread_create` (no alternate signal stack) parked with
-//!   about 5 KiB of its stack left.
+//!   about 4 KiB of its stack left (`STACK_HOST_LEFT_KIB`).
 //! - `switched-stack`: a thread running on a stack it switched to by hand (no CFI for the
 //!   switch), whose top is followed by an inaccessible page.
 //! - `jit-frames`: unwind tables registered with libgcc (as JITs do), and two threads taking
@@ -91,7 +91,7 @@ fn block_everything() {
     }
 }
 
-/// A C thread, no alternate signal stack, parked with about 5 KiB of stack left.
+/// A C thread, no alternate signal stack, parked with about 4 KiB of stack left.
 fn short_stack() {
     extern "C" fn thread(_: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: pthread_getattr_np on the calling thread fills `attr`, destroyed after use.
@@ -104,7 +104,11 @@ fn short_stack() {
             libc::pthread_attr_destroy(&mut attr);
             addr as usize
         };
-        descend(low + 5 * 1024);
+        let left_kib: usize = std::env::var("STACK_HOST_LEFT_KIB")
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(4);
+        descend(low + left_kib * 1024);
         std::ptr::null_mut()
     }
     #[inline(never)]

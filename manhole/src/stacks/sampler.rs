@@ -945,6 +945,44 @@ mod tests {
         assert!(snapshot.stack.len() >= 256, "{} bytes", snapshot.stack.len());
     }
 
+    /// The handler's own stack use, measured on a painted alternate signal stack: what the
+    /// kernel's signal frame needs (AT_MINSIGSTKSZ) plus the handler must fit where ordinary
+    /// signals fit, with room to spare.
+    #[test]
+    fn the_handler_needs_little_stack_beyond_the_kernels_signal_frame() {
+        init(None).expect("stack signal");
+        const SIZE: usize = 64 * 1024;
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            let mut stack = vec![0xaau8; SIZE];
+            let new = libc::stack_t {
+                ss_sp: stack.as_mut_ptr().cast(),
+                ss_flags: 0,
+                ss_size: SIZE,
+            };
+            // SAFETY: stack_t is plain data; `old` receives Rust's alternate stack, restored below.
+            let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `new` describes a live buffer of SIZE bytes owned by this thread.
+            assert_eq!(unsafe { libc::sigaltstack(&new, &mut old) }, 0);
+            tid_tx.send(crate::sys::gettid()).unwrap();
+            done_rx.recv().unwrap();
+            // SAFETY: puts back the alternate stack the thread had.
+            unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) };
+            let untouched = stack.iter().take_while(|b| **b == 0xaa).count();
+            SIZE - untouched
+        });
+        let tid = tid_rx.recv().unwrap();
+        let results = capture(&[tid], Duration::from_secs(5));
+        assert!(matches!(results[0].1, Outcome::Captured { .. }), "{results:?}");
+        done_tx.send(()).unwrap();
+        let used = worker.join().unwrap();
+        // SAFETY: getauxval has no preconditions.
+        let kernel = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+        eprintln!("signal stack used: {used} bytes (kernel's minimal frame {kernel})");
+        assert!(used > 0 && used <= kernel.max(2048) + 2048, "{used} bytes used");
+    }
+
     #[test]
     fn state_words_keep_generation_and_state_apart() {
         let word = pack(0xdead_beef, DONE);
