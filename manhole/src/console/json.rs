@@ -71,6 +71,7 @@ impl Json {
 }
 
 fn write_str(s: &str, out: &mut String) {
+    // Characters beyond the BMP are never controls, so one \uXXXX is always enough.
     out.push('"');
     for c in s.chars() {
         match c {
@@ -79,7 +80,9 @@ fn write_str(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+            // Every other control (C0, DEL, C1) and bidi control: the text of `report` goes to
+            // a terminal as it is, and JSON readers get the same characters back.
+            c if crate::text::is_unsafe(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
