@@ -593,7 +593,7 @@ mod tests {
 
     impl Debug for Fussy {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            assert!(self.0 % 2 == 0, "Fussy({}) will not be shown", self.0);
+            assert!(self.0.is_multiple_of(2), "Fussy({}) will not be shown", self.0);
             write!(f, "Fussy({})", self.0)
         }
     }

@@ -25,7 +25,7 @@ pub struct Fussy(u32);
 
 impl std::fmt::Debug for Fussy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        assert!(self.0 % 2 == 0, "odd Fussy({})", self.0);
+        assert!(self.0.is_multiple_of(2), "odd Fussy({})", self.0);
         write!(f, "Fussy({})", self.0)
     }
 }
