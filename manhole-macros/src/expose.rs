@@ -157,6 +157,15 @@ fn expose_static(item: &ItemStatic, args: &Args) -> syn::Result<TokenStream> {
             &#ident
         }
     };
+    // Picks, by the static's type, a reader that takes a lock's guard itself and never forces
+    // a `LazyLock` (autoref specialisation; see `manhole::__private::Probe`).
+    let show = quote! {
+        fn __manhole_show() -> ::manhole::__private::Shown {
+            #[allow(unused_imports)]
+            use ::manhole::__private::{ShowAny as _, ShowCellLock as _, ShowLockOrCell as _};
+            (&&&::manhole::__private::Probe(&#ident)).show(__manhole_get)
+        }
+    };
     let (set_fn, set) = match args.writable {
         Some(_) => (
             quote_spanned! {ty.span()=>
@@ -173,6 +182,7 @@ fn expose_static(item: &ItemStatic, args: &Args) -> syn::Result<TokenStream> {
     Ok(quote! {
         const _: () = {
             #get
+            #show
             #set_fn
             ::manhole::__private::inventory::submit! {
                 ::manhole::__private::Exposed {
@@ -180,7 +190,11 @@ fn expose_static(item: &ItemStatic, args: &Args) -> syn::Result<TokenStream> {
                     type_name: #type_name,
                     module_path: ::core::module_path!(),
                     doc: #doc,
-                    kind: ::manhole::__private::Kind::Value { get: __manhole_get, set: #set },
+                    kind: ::manhole::__private::Kind::Value {
+                        get: __manhole_get,
+                        show: __manhole_show,
+                        set: #set,
+                    },
                 }
             }
         };

@@ -131,6 +131,7 @@ mod signal;
 mod stacks;
 mod stderr_tee;
 mod sys;
+mod text;
 
 #[doc(inline)]
 pub use manhole_macros::{expose, main};
@@ -185,7 +186,8 @@ pub fn register_current_thread() {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{
-        CallOutput, Exposed, Kind, Param, RenderDebug, RenderResult, SetFn, Settable, parse_arg,
+        CallOutput, Exposed, Kind, Param, Probe, RenderDebug, RenderResult, SetFn, Settable, ShowAny,
+        ShowCellLock, ShowFn, ShowLockOrCell, Shown, parse_arg,
     };
     pub use inventory;
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
     AtomicU64, AtomicUsize, Ordering,
 };
-use std::sync::{LazyLock, Mutex, RwLock, TryLockError};
+use std::sync::{LazyLock, Mutex, OnceLock, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 /// One exposed item.
@@ -31,12 +31,17 @@ pub struct Exposed {
 /// Parses text into a writable static, returning its old and new values as text.
 pub type SetFn = fn(&str) -> Result<(String, String), String>;
 
+/// Reads a static the way the console shows it; see [`Shown`].
+pub type ShowFn = fn() -> Shown;
+
 /// What an exposed item is.
 pub enum Kind {
     /// A static: read it; set it from text when it is writable.
     Value {
         /// A reference to the static.
         get: fn() -> &'static (dyn Debug + Sync),
+        /// Reads it without forcing a `LazyLock`, poisoning a lock or waiting on one.
+        show: ShowFn,
         /// Parses the text and stores it, returning the old and new values as text.
         set: Option<SetFn>,
     },
@@ -129,6 +134,226 @@ impl Debug for Local {
 /// How long `set` waits for a lock held elsewhere before giving up.
 const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
+/// What the console found when it read an exposed static.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Shown {
+    /// Its `Debug` text (pretty). `poisoned`: it sits behind a lock the program poisoned.
+    Value {
+        /// The text.
+        text: String,
+        /// Whether the lock it sits behind is poisoned (left as it was).
+        poisoned: bool,
+    },
+    /// Behind a lock held elsewhere, still after retrying for a moment.
+    Locked,
+    /// A `LazyLock` or `OnceLock` the program has not initialised: reading it would run the
+    /// program's initializer. (std cannot tell a `LazyLock` whose initializer panicked from one
+    /// never used; neither is forced.)
+    Uninit,
+    /// Its `Debug` panicked; the message.
+    Panicked(String),
+}
+
+impl Shown {
+    /// The text the console shows: the value, or a note in `<…>`.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Shown::Value {
+                text,
+                poisoned: false,
+            } => text.clone(),
+            Shown::Value { text, poisoned: true } => format!("{text} (poisoned)"),
+            Shown::Locked => "<locked>".to_owned(),
+            Shown::Uninit => "<not initialised yet>".to_owned(),
+            Shown::Panicked(message) => format!("<Debug panicked: {message}>"),
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// `value`'s pretty `Debug` text; a panic in it is caught here, inside, so that it never
+/// unwinds through a lock guard the caller holds (a guard dropped while panicking poisons the
+/// program's lock).
+fn debug_caught<T: Debug + ?Sized>(value: &T, pretty: bool) -> Result<String, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if pretty {
+            format!("{value:#?}")
+        } else {
+            format!("{value:?}")
+        }
+    }))
+    .map_err(|panic| panic_message(&*panic))
+}
+
+/// How long `print` retries a value whose lock is held elsewhere before showing `<locked>`.
+const READ_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Shows a value any `Debug` can show; std's own `Mutex` or `RwLock` inside it show
+/// `<locked>` rather than wait, so a lock held only for a moment is retried a few times.
+pub(crate) fn show_debug(value: &(dyn Debug + Sync)) -> Shown {
+    let deadline = Instant::now() + READ_PATIENCE;
+    loop {
+        match debug_caught(value, true) {
+            Ok(text) if text.contains("<locked>") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(text) => {
+                return Shown::Value {
+                    text,
+                    poisoned: false,
+                };
+            }
+            Err(panic) => return Shown::Panicked(panic),
+        }
+    }
+}
+
+/// Shows what a lock guards: takes the guard itself (retrying a lock held elsewhere for a
+/// moment), formats behind it with any panic caught before the guard is dropped, and leaves a
+/// poisoned lock poisoned (showing its value).
+fn show_guarded<G: std::ops::Deref>(mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>) -> Shown
+where
+    G::Target: Debug,
+{
+    let deadline = Instant::now() + READ_PATIENCE;
+    loop {
+        let (guard, poisoned) = match try_guard() {
+            Ok(guard) => (guard, false),
+            Err(TryLockError::Poisoned(poisoned)) => (poisoned.into_inner(), true),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(TryLockError::WouldBlock) => return Shown::Locked,
+        };
+        let text = debug_caught(&*guard, true);
+        drop(guard);
+        return match text {
+            Ok(text) => Shown::Value { text, poisoned },
+            Err(panic) => Shown::Panicked(panic),
+        };
+    }
+}
+
+/// Whether a `LazyLock` has been initialised, found without forcing it: its `Debug` says
+/// `LazyLock(<uninit>)` when not. The text is written into a sink that refuses everything
+/// after the part that tells, so an initialised value's own `Debug` writes nothing (std's
+/// `Mutex` and `RwLock` then take no lock at all; they write their name first).
+fn lazy_is_initialised<T: Debug, F>(lazy: &LazyLock<T, F>) -> bool {
+    const UNINIT: &str = "LazyLock(<uninit>";
+    struct Sink(String);
+    impl fmt::Write for Sink {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.push_str(s);
+            if UNINIT.starts_with(self.0.as_str()) && self.0.len() < UNINIT.len() {
+                Ok(())
+            } else {
+                Err(fmt::Error)
+            }
+        }
+    }
+    let mut sink = Sink(String::new());
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = fmt::write(&mut sink, format_args!("{lazy:?}"));
+    }));
+    !sink.0.starts_with(UNINIT)
+}
+
+/// The value of a `LazyLock` if the program initialised it; never forces it.
+fn lazy_get<T: Debug, F: FnOnce() -> T>(lazy: &LazyLock<T, F>) -> Option<&T> {
+    lazy_is_initialised(lazy).then(|| &**lazy)
+}
+
+/// Wraps a reference to an exposed static so that `#[manhole::expose]` can pick how to read
+/// it by its type (autoref specialisation): [`ShowCellLock`] for a lock in a `LazyLock` or
+/// `OnceLock`, then [`ShowLockOrCell`], then [`ShowAny`] (its plain `Debug`).
+pub struct Probe<'a, T: ?Sized>(pub &'a T);
+
+/// A `Mutex` or `RwLock` inside a `LazyLock` or `OnceLock`.
+pub trait ShowCellLock {
+    /// Reads the value; `get` is unused here.
+    fn show(&self, get: fn() -> &'static (dyn Debug + Sync)) -> Shown;
+}
+
+impl<T: Debug, F: FnOnce() -> Mutex<T>> ShowCellLock for &&Probe<'_, LazyLock<Mutex<T>, F>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        lazy_get(self.0).map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock()))
+    }
+}
+
+impl<T: Debug, F: FnOnce() -> RwLock<T>> ShowCellLock for &&Probe<'_, LazyLock<RwLock<T>, F>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        lazy_get(self.0).map_or(Shown::Uninit, |l| show_guarded(|| l.try_read()))
+    }
+}
+
+impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<Mutex<T>>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        self.0
+            .get()
+            .map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock()))
+    }
+}
+
+impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<RwLock<T>>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        self.0
+            .get()
+            .map_or(Shown::Uninit, |l| show_guarded(|| l.try_read()))
+    }
+}
+
+/// A `Mutex` or `RwLock`, or a `LazyLock` or `OnceLock` of anything else.
+pub trait ShowLockOrCell {
+    /// Reads the value; `get` is unused here.
+    fn show(&self, get: fn() -> &'static (dyn Debug + Sync)) -> Shown;
+}
+
+impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, Mutex<T>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        show_guarded(|| self.0.try_lock())
+    }
+}
+
+impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, RwLock<T>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        show_guarded(|| self.0.try_read())
+    }
+}
+
+impl<T: Debug + Sync, F: FnOnce() -> T> ShowLockOrCell for &Probe<'_, LazyLock<T, F>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        lazy_get(self.0).map_or(Shown::Uninit, |v| show_debug(v))
+    }
+}
+
+impl<T: Debug + Sync> ShowLockOrCell for &Probe<'_, OnceLock<T>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        self.0.get().map_or(Shown::Uninit, |v| show_debug(v))
+    }
+}
+
+/// Anything else: its `Debug`, through `get` (which is where a missing `Debug` or `Sync` is
+/// reported, so this one asks nothing of the type).
+pub trait ShowAny {
+    /// Reads the value through `get`.
+    fn show(&self, get: fn() -> &'static (dyn Debug + Sync)) -> Shown;
+}
+
+impl<T: ?Sized> ShowAny for Probe<'_, T> {
+    fn show(&self, get: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        show_debug(get())
+    }
+}
+
 /// A static that `#[manhole::expose(writable)]` can change from the console.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be set from the console",
@@ -185,7 +410,8 @@ fn with_patience<R>(mut attempt: impl FnMut() -> Option<R>) -> Result<R, String>
 }
 
 /// Parses `text`, then stores it through the guard `try_guard` gives, retrying a lock held
-/// elsewhere for a moment; a poisoned lock is still written (it holds a valid value).
+/// elsewhere for a moment; a poisoned lock is still written (it holds a valid value) and stays
+/// poisoned.
 fn set_locked<T, G>(
     text: &str,
     mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>,
@@ -197,8 +423,8 @@ where
 {
     let mut new = Some(parse::<T>(text)?);
     with_patience(|| match try_guard() {
-        Ok(mut guard) => Some(swap_in(&mut *guard, &mut new)),
-        Err(TryLockError::Poisoned(poisoned)) => Some(swap_in(&mut *poisoned.into_inner(), &mut new)),
+        Ok(mut guard) => Some(swap_in(&mut *guard, &mut new, false)),
+        Err(TryLockError::Poisoned(poisoned)) => Some(swap_in(&mut *poisoned.into_inner(), &mut new, true)),
         Err(TryLockError::WouldBlock) => None,
     })
 }
@@ -223,17 +449,44 @@ where
     }
 }
 
-fn swap_in<T: Debug>(slot: &mut T, new: &mut Option<T>) -> (String, String) {
-    let old = format!("{slot:?}");
+/// Stores `new` behind the guard the caller holds. Both `Debug`s run with any panic caught
+/// here, before the guard is dropped, so the lock is never poisoned by them; the value is
+/// stored either way and the reply shows a panicked `Debug` as `<Debug panicked: …>`.
+fn swap_in<T: Debug>(slot: &mut T, new: &mut Option<T>, poisoned: bool) -> (String, String) {
+    let shown = |slot: &T| {
+        let text = debug_caught(slot, false).unwrap_or_else(|p| format!("<Debug panicked: {p}>"));
+        if poisoned {
+            format!("{text} (poisoned)")
+        } else {
+            text
+        }
+    };
+    let old = shown(slot);
     if let Some(new) = new.take() {
         *slot = new;
     }
-    (old, format!("{slot:?}"))
+    (old, shown(slot))
 }
 
-impl<T: Settable, F: FnOnce() -> T> Settable for LazyLock<T, F> {
+/// The refusal for a `LazyLock` or `OnceLock` the program has not initialised.
+const NOT_INITIALISED: &str = "is not initialised yet: setting it would run the program's \
+    initializer from the console (and a panic there would poison it for the program); nothing changed";
+
+impl<T: Settable + Debug, F: FnOnce() -> T> Settable for LazyLock<T, F> {
     fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
-        T::set_from_str(self, text)
+        match lazy_get(self) {
+            Some(inner) => inner.set_from_str(text),
+            None => Err(NOT_INITIALISED.to_owned()),
+        }
+    }
+}
+
+impl<T: Settable> Settable for OnceLock<T> {
+    fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+        match self.get() {
+            Some(inner) => inner.set_from_str(text),
+            None => Err(NOT_INITIALISED.to_owned()),
+        }
     }
 }
 
@@ -305,7 +558,158 @@ mod tests {
         assert!(limit.set_from_str("300").is_err());
         assert_eq!(*limit.read().unwrap(), 1);
         let lazy: LazyLock<Mutex<i32>> = LazyLock::new(|| Mutex::new(7));
+        assert!(
+            lazy.set_from_str("-1")
+                .unwrap_err()
+                .starts_with("is not initialised yet")
+        );
+        LazyLock::force(&lazy);
         assert_eq!(lazy.set_from_str("-1"), Ok(("7".into(), "-1".into())));
+        let once: OnceLock<AtomicU8> = OnceLock::new();
+        assert!(
+            once.set_from_str("1")
+                .unwrap_err()
+                .starts_with("is not initialised yet")
+        );
+        once.get_or_init(|| AtomicU8::new(0));
+        assert_eq!(once.set_from_str("1"), Ok(("0".into(), "1".into())));
+    }
+
+    /// Reads a static as the code `#[manhole::expose]` generates does.
+    macro_rules! show {
+        ($value:expr) => {{
+            #[allow(unused_imports)]
+            use super::{ShowAny as _, ShowCellLock as _, ShowLockOrCell as _};
+            fn get() -> &'static (dyn Debug + Sync) {
+                &$value
+            }
+            (&&&Probe(&$value)).show(get)
+        }};
+    }
+
+    /// Debug panics for odd values.
+    #[derive(PartialEq)]
+    struct Fussy(u32);
+
+    impl Debug for Fussy {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            assert!(self.0.is_multiple_of(2), "Fussy({}) will not be shown", self.0);
+            write!(f, "Fussy({})", self.0)
+        }
+    }
+
+    impl FromStr for Fussy {
+        type Err = std::num::ParseIntError;
+        fn from_str(s: &str) -> Result<Fussy, Self::Err> {
+            s.parse().map(Fussy)
+        }
+    }
+
+    fn value(text: &str) -> Shown {
+        Shown::Value {
+            text: text.into(),
+            poisoned: false,
+        }
+    }
+
+    #[test]
+    fn a_panicking_debug_behind_a_lock_never_poisons_it() {
+        static M: Mutex<Fussy> = Mutex::new(Fussy(1));
+        static R: RwLock<Fussy> = RwLock::new(Fussy(1));
+        assert_eq!(show!(M), Shown::Panicked("Fussy(1) will not be shown".into()));
+        assert_eq!(show!(R), Shown::Panicked("Fussy(1) will not be shown".into()));
+        assert!(!M.is_poisoned() && !R.is_poisoned());
+        // set stores the value and says what it could not show.
+        assert_eq!(
+            M.set_from_str("4"),
+            Ok((
+                "<Debug panicked: Fussy(1) will not be shown>".into(),
+                "Fussy(4)".into()
+            ))
+        );
+        assert_eq!(
+            R.set_from_str("3"),
+            Ok((
+                "<Debug panicked: Fussy(1) will not be shown>".into(),
+                "<Debug panicked: Fussy(3) will not be shown>".into()
+            ))
+        );
+        assert!(!M.is_poisoned() && !R.is_poisoned());
+        assert_eq!(*M.lock().unwrap(), Fussy(4));
+        assert_eq!(*R.read().unwrap(), Fussy(3));
+        assert_eq!(show!(M), value("Fussy(4)"));
+    }
+
+    #[test]
+    fn locks_show_their_value_and_a_poisoned_one_stays_poisoned() {
+        static M: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        assert_eq!(show!(M), value("[]"));
+        let _ = std::thread::spawn(|| {
+            let _guard = M.lock();
+            panic!("the program's own panic");
+        })
+        .join();
+        assert!(M.is_poisoned());
+        assert_eq!(
+            show!(M),
+            Shown::Value {
+                text: "[]".into(),
+                poisoned: true
+            }
+        );
+        assert_eq!(show!(M).text(), "[] (poisoned)");
+        assert!(M.is_poisoned(), "reading does not clear the poison");
+        static HELD: RwLock<u8> = RwLock::new(0);
+        let guard = HELD.write();
+        assert_eq!(show!(HELD), Shown::Locked);
+        drop(guard);
+        static PLAIN: AtomicU8 = AtomicU8::new(5);
+        assert_eq!(show!(PLAIN), value("5"));
+    }
+
+    #[test]
+    fn cells_the_program_has_not_initialised_are_not_forced() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        static LAZY: LazyLock<Mutex<u32>> = LazyLock::new(|| {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            Mutex::new(9)
+        });
+        static LAZY_RW: LazyLock<RwLock<u32>> = LazyLock::new(|| RwLock::new(8));
+        static LAZY_PLAIN: LazyLock<String> = LazyLock::new(|| "lazy".into());
+        static ONCE: OnceLock<Mutex<u8>> = OnceLock::new();
+        static ONCE_PLAIN: OnceLock<u8> = OnceLock::new();
+        assert_eq!(show!(LAZY), Shown::Uninit);
+        assert_eq!(show!(LAZY).text(), "<not initialised yet>");
+        assert_eq!(show!(LAZY_RW), Shown::Uninit);
+        assert_eq!(show!(LAZY_PLAIN), Shown::Uninit);
+        assert_eq!(show!(ONCE), Shown::Uninit);
+        assert_eq!(show!(ONCE_PLAIN), Shown::Uninit);
+        assert!(LAZY.set_from_str("1").is_err());
+        assert_eq!(RUNS.load(Ordering::SeqCst), 0, "the initializer never ran");
+        assert_eq!(*LAZY.lock().unwrap(), 9);
+        LazyLock::force(&LAZY_RW);
+        LazyLock::force(&LAZY_PLAIN);
+        ONCE.get_or_init(|| Mutex::new(2));
+        ONCE_PLAIN.get_or_init(|| 3);
+        assert_eq!(show!(LAZY), value("9"));
+        assert_eq!(show!(LAZY_RW), value("8"));
+        assert_eq!(show!(LAZY_PLAIN), value("\"lazy\""));
+        assert_eq!(show!(ONCE), value("2"));
+        assert_eq!(show!(ONCE_PLAIN), value("3"));
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_lazy_lock_whose_initializer_panicked_is_not_forced_again() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        static BROKEN: LazyLock<Mutex<u32>> = LazyLock::new(|| {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            panic!("no config")
+        });
+        assert!(std::thread::spawn(|| BROKEN.lock().is_ok()).join().is_err());
+        assert_eq!(show!(BROKEN), Shown::Uninit);
+        assert!(BROKEN.set_from_str("1").is_err());
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::{Context, Json, Outcome, Reply, human_duration, matches_pattern, no_arguments, quoted};
+use crate::text::escape_controls;
 use crate::{procfs, stacks};
 
 pub(super) fn stacks(args: &[&str], _: &Context<'_>) -> Outcome {
@@ -143,6 +144,13 @@ fn facts(context: &Context<'_>) -> Facts {
         format!("{calls} running (at most {most})"),
         Json::obj([("running", Json::from(calls)), ("max", Json::from(most))]),
     ));
+    let stuck = super::values::reads_stuck();
+    let most = super::values::MAX_READS_RUNNING;
+    rows.push((
+        "reads",
+        format!("{stuck} stuck in a value's Debug (at most {most})"),
+        Json::obj([("stuck", Json::from(stuck)), ("max", Json::from(most))]),
+    ));
     let socket = server.socket_path().map(|p| p.display().to_string());
     rows.push((
         "socket",
@@ -168,7 +176,8 @@ impl Facts {
         let width = self.rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();
         for (key, value, _) in &self.rows {
-            let _ = writeln!(out, "{key:width$}  {value}");
+            // The executable's path, its arguments and its directory are the program's data.
+            let _ = writeln!(out, "{key:width$}  {}", escape_controls(value));
         }
         out
     }
@@ -266,7 +275,7 @@ pub(super) fn fds(args: &[&str], context: &Context<'_>) -> Outcome {
             "{:>5}  {:10}  {}{}",
             f.fd,
             f.kind,
-            f.target,
+            escape_controls(&f.target),
             if f.manhole { "  (manhole)" } else { "" }
         );
     }
@@ -362,7 +371,7 @@ pub(super) fn env(args: &[&str], _: &Context<'_>) -> Outcome {
     let vars = environment(pattern);
     let mut text = String::new();
     for (k, v) in &vars {
-        let _ = writeln!(text, "{k}={v}");
+        let _ = writeln!(text, "{}={}", escape_controls(k), escape_controls(v));
     }
     Reply::ok(text, Json::obj(vars.into_iter().map(|(k, v)| (k, Json::from(v))))).into()
 }
@@ -386,7 +395,9 @@ fn clients_list(context: &Context<'_>) -> Vec<(Json, String)> {
                 s.id,
                 pid,
                 s.peer.uid,
-                program.clone().unwrap_or_else(|| "?".to_owned()),
+                program
+                    .as_deref()
+                    .map_or_else(|| "?".to_owned(), |p| escape_controls(p).into_owned()),
                 human_duration(since),
                 if s.is_current { "  (you)" } else { "" }
             );

@@ -71,6 +71,8 @@ impl Json {
 }
 
 fn write_str(s: &str, out: &mut String) {
+    // Characters beyond the BMP are never controls, so one \uXXXX is always enough.
+    let start = out.len() + 1;
     out.push('"');
     for c in s.chars() {
         match c {
@@ -79,11 +81,20 @@ fn write_str(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+            // Every other control (C0, DEL, C1) and bidi control: the text of `report` goes to
+            // a terminal as it is, and JSON readers get the same characters back.
+            c if crate::text::is_unsafe(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
         }
+    }
+    // The console's prompt ends every text reply (and `report`'s text is this document):
+    // inside a string it is written with its last `>` escaped.
+    if out[start..].contains(">>> ") {
+        let escaped = out[start..].replace(">>> ", ">>\\u003e ");
+        out.truncate(start);
+        out.push_str(&escaped);
     }
     out.push('"');
 }
@@ -156,7 +167,10 @@ mod tests {
     fn documents_are_one_line_of_valid_json() {
         let doc = Json::obj([
             ("ok", Json::from(true)),
-            ("text", Json::from("a \"quote\"\nnew line\t\u{1b}[0m \\ é")),
+            (
+                "text",
+                Json::from("a \"quote\"\nnew line\t\u{1b}[0m \\ é\u{9b}\u{202e}\n>>> x"),
+            ),
             ("n", Json::from(-3)),
             ("big", Json::from(u64::MAX)),
             ("x", Json::from(1.5)),
@@ -168,7 +182,7 @@ mod tests {
         let line = doc.to_line();
         assert_eq!(
             line,
-            r#"{"ok":true,"text":"a \"quote\"\nnew line\t\u001b[0m \\ é","n":-3,"big":18446744073709551615,"x":1.5,"nan":null,"none":null,"list":[1,2],"empty":{}}"#
+            r#"{"ok":true,"text":"a \"quote\"\nnew line\t\u001b[0m \\ é\u009b\u202e\n>>\u003e x","n":-3,"big":18446744073709551615,"x":1.5,"nan":null,"none":null,"list":[1,2],"empty":{}}"#
         );
         assert!(!line.contains('\n'));
     }

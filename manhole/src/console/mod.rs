@@ -240,8 +240,13 @@ const COMMANDS: &[CommandSpec] = &[
         aliases: &["p"],
         usage: "print NAME",
         summary: "show a value (a bare NAME does too)",
-        details: "Shows the value with its Debug format. A value behind a Mutex or RwLock\n\
-                  that is held elsewhere shows as <locked>. Typing just the name works too.\n\
+        details: "Shows the value with its Debug format; behind a Mutex or RwLock, the value\n\
+                  itself (<locked> while held elsewhere; \"(poisoned)\" after it if the\n\
+                  program poisoned the lock, which stays so). A LazyLock or OnceLock the\n\
+                  program has not initialised shows <not initialised yet> and is not forced.\n\
+                  A Debug that takes over 2 s is left running on its own thread and shown\n\
+                  as <timed out…>. Controls in the text are shown escaped (\\x1b).\n\
+                  Typing just the name works too.\n\
                   Example: print REQUESTS",
         group: Group::Values,
         effect: Effect::ReadsOnly,
@@ -253,7 +258,8 @@ const COMMANDS: &[CommandSpec] = &[
         usage: "set NAME VALUE",
         summary: "change a writable value; shows old -> new",
         details: "Parses VALUE as the value's type and stores it. Works on statics exposed with\n\
-                  #[manhole::expose(writable)]: atomics, and Mutex or RwLock of FromStr types.\n\
+                  #[manhole::expose(writable)]: atomics, and Mutex or RwLock of FromStr types\n\
+                  (also in a LazyLock or OnceLock, once the program has initialised it).\n\
                   Quote values with spaces: set MODE \"read only\"\n\
                   Example: set LIMIT 10",
         group: Group::Values,

@@ -4,13 +4,14 @@ use std::fmt::Write as _;
 use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use super::{Context, Json, Outcome, Reply, matches_pattern, quoted};
 use crate::logging::mlog;
-use crate::registry::{self, Exposed, Kind, Local};
+use crate::registry::{self, Exposed, Kind, Local, Shown, show_debug};
 use crate::sys::PeerCred;
+use crate::text::{escape_controls, escape_lines};
 
 /// An item the console can name: a static or function of the program, or a local value.
 enum Item<'a> {
@@ -41,34 +42,135 @@ pub(super) fn exists(name: &str, context: &Context<'_>) -> bool {
     find(name, context).is_ok()
 }
 
-/// How long `print` retries a value whose lock is held elsewhere before showing `<locked>`.
-const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) use crate::registry::panic_message;
 
-/// The text of a value's Debug form; a panicking Debug impl becomes an error. std's `Mutex`
-/// and `RwLock` show `<locked>` rather than wait: a lock held only for a moment is retried a
-/// few times first.
-fn debug_text(value: &(dyn std::fmt::Debug + Sync)) -> Result<String, String> {
-    let deadline = std::time::Instant::now() + LOCK_RETRY;
-    loop {
-        let text = catch_unwind(AssertUnwindSafe(|| format!("{value:#?}")))
-            .map_err(|panic| panic_message(&*panic))?;
-        if !text.contains("<locked>") || std::time::Instant::now() >= deadline {
-            return Ok(text);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+/// How long `print` (and `report`, for each value) waits for a value's `Debug`.
+pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A value's `Debug` that never returns keeps its thread (and whatever locks it took) for
+/// good; at most this many such threads exist at once, whatever clients do.
+pub(crate) const MAX_READS_RUNNING: usize = 4;
+
+/// Reads of values running now, each on a thread of its own: the item's address (aligned, so
+/// its lowest bit is free), with [`STUCK`] added once its reader missed the deadline; 0 for a
+/// free place. Atomics only, so that a forked child can clear them in its atfork handler.
+static READS: [AtomicUsize; MAX_READS_RUNNING] = [const { AtomicUsize::new(0) }; MAX_READS_RUNNING];
+
+/// Marks a read in [`READS`] whose value's `Debug` did not return in time. Such an item is not
+/// read again until it does, so one stuck value holds one thread, not one per `print`.
+const STUCK: usize = 1;
+
+/// A place in [`READS`], freed when dropped (on the reader's thread, once `Debug` returned).
+struct ReadSlot(usize);
+
+impl ReadSlot {
+    fn take(key: usize) -> Option<ReadSlot> {
+        (0..MAX_READS_RUNNING)
+            .find(|&i| {
+                READS[i]
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .map(ReadSlot)
     }
 }
 
-fn debug_text_local(value: &(dyn std::fmt::Debug + Send + Sync)) -> Result<String, String> {
-    catch_unwind(AssertUnwindSafe(|| format!("{value:#?}"))).map_err(|panic| panic_message(&*panic))
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        READS[self.0].store(0, Ordering::Release);
+    }
 }
 
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned())
+/// How many reads have missed their deadline and not returned yet.
+pub(crate) fn reads_stuck() -> usize {
+    READS
+        .iter()
+        .filter(|r| r.load(Ordering::Acquire) & STUCK != 0)
+        .count()
+}
+
+/// What the console shows for an item: a value's text, or why there is none.
+struct Read {
+    /// The text to show (unescaped).
+    text: String,
+    /// Set when the value's `Debug` panicked: the panic's message.
+    panicked: Option<String>,
+}
+
+impl Read {
+    fn note(text: String) -> Read {
+        Read { text, panicked: None }
+    }
+}
+
+/// Reads an item on a thread of its own with a deadline: a value whose `Debug` blocks (a lock
+/// held elsewhere, I/O) leaves the session free; it is shown as timed out, and its thread goes
+/// on alone. `key` names the item, so that a stuck one is not read again while stuck.
+fn read_off_thread(key: usize, read: impl FnOnce() -> Shown + Send + 'static, context: &Context<'_>) -> Read {
+    let key = key & !STUCK;
+    if READS.iter().any(|r| r.load(Ordering::Acquire) == key | STUCK) {
+        return Read::note(format!(
+            "<not read: its Debug has not returned from an earlier read (more than {} s ago)>",
+            READ_DEADLINE.as_secs()
+        ));
+    }
+    let Some(slot) = ReadSlot::take(key) else {
+        return Read::note(format!(
+            "<not read: {MAX_READS_RUNNING} values' Debug are being read or never returned; \
+             try again>"
+        ));
+    };
+    let index = slot.0;
+    let (tx, rx) = mpsc::channel();
+    let spawned = context.server.spawn_thread("manhole-read", move || {
+        crate::server::mark_session_thread();
+        let shown =
+            catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|p| Shown::Panicked(panic_message(&*p)));
+        let _ = tx.send(shown);
+        drop(slot);
+    });
+    if let Err(e) = spawned {
+        return Read::note(format!("<not read: cannot start a thread to read it: {e}>"));
+    }
+    match rx.recv_timeout(READ_DEADLINE) {
+        Ok(Shown::Panicked(message)) => Read {
+            text: format!("<Debug panicked: {message}>"),
+            panicked: Some(message),
+        },
+        Ok(shown) => Read::note(shown.text()),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            // Unless it returned just now (and freed its place).
+            let _ = READS[index].compare_exchange(key, key | STUCK, Ordering::AcqRel, Ordering::Acquire);
+            Read::note(format!(
+                "<timed out after {} s: the value's Debug did not return>",
+                READ_DEADLINE.as_secs()
+            ))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Read::note("<not read: its reader ended without a result>".to_owned())
+        }
+    }
+}
+
+/// Reads an exposed static or a local value, off the session thread.
+fn read_item(item: &Item<'_>, context: &Context<'_>) -> Option<Read> {
+    match item {
+        Item::Local(local) => {
+            let value = Arc::clone(&local.value);
+            let key = Arc::as_ptr(&value).cast::<()>() as usize;
+            Some(read_off_thread(key, move || show_debug(&*value), context))
+        }
+        Item::Exposed(
+            e @ Exposed {
+                kind: Kind::Value { show, .. },
+                ..
+            },
+        ) => {
+            let show = *show;
+            Some(read_off_thread(std::ptr::from_ref(*e) as usize, show, context))
+        }
+        Item::Exposed(_) => None,
+    }
 }
 
 pub(super) fn vars(args: &[&str], context: &Context<'_>) -> Outcome {
@@ -116,10 +218,14 @@ pub(super) fn vars(args: &[&str], context: &Context<'_>) -> Outcome {
         };
         return Reply::ok(message, Json::Arr(Vec::new())).into();
     }
-    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let shown: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| r.each_ref().map(|c| escape_controls(c).into_owned()))
+        .collect();
+    let width = |i: usize| shown.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0), width(1), width(2).min(40));
     let mut text = String::new();
-    for r in &rows {
+    for r in &shown {
         let _ = write!(text, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
         if !r[4].is_empty() {
             let _ = write!(text, "  # {}", r[4]);
@@ -149,31 +255,32 @@ pub(super) fn print(args: &[&str], context: &Context<'_>) -> Outcome {
         Ok(item) => item,
         Err(reply) => return reply.into(),
     };
-    let text = match &item {
-        Item::Local(local) => debug_text_local(&**local.value),
-        Item::Exposed(Exposed {
-            kind: Kind::Value { get, .. },
-            ..
-        }) => debug_text(get()),
-        Item::Exposed(e) => {
-            return Reply::fail(
-                "not_a_value",
-                format!("{} is a function; call it with \"call {} …\"", e.name, e.name),
-            )
-            .into();
-        }
+    let Some(read) = read_item(&item, context) else {
+        return Reply::fail(
+            "not_a_value",
+            format!(
+                "{} is a function; call it with \"call {} …\"",
+                item.name(),
+                item.name()
+            ),
+        )
+        .into();
     };
-    match text {
-        Ok(text) => Reply::ok(
-            format!("{text}\n"),
-            Json::obj([("name", Json::from(item.name())), ("value", Json::from(text))]),
+    let shown_name = escape_controls(item.name());
+    match read.panicked {
+        None => Reply::ok(
+            format!("{}\n", escape_lines(&read.text)),
+            Json::obj([
+                ("name", Json::from(item.name())),
+                ("value", Json::from(read.text)),
+            ]),
         )
         .into(),
-        Err(panic) => Reply::fail(
+        Some(panic) => Reply::fail(
             "panic",
             format!(
-                "the Debug impl of {} panicked: {panic}; the program goes on",
-                item.name()
+                "the Debug impl of {shown_name} panicked: {}; the program goes on",
+                escape_controls(&panic)
             ),
         )
         .into(),
@@ -216,7 +323,7 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
                 peer_words(context.peer)
             );
             Reply::ok(
-                format!("{name}: {old} -> {new}\n"),
+                format!("{name}: {} -> {}\n", escape_controls(&old), escape_controls(&new)),
                 Json::obj([
                     ("name", Json::from(*name)),
                     ("old", Json::from(old)),
@@ -228,14 +335,19 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
         Ok(Err(e)) => {
             let code = if e.starts_with("the lock is held") {
                 "locked"
+            } else if e.starts_with("is not initialised") {
+                "not_initialised"
             } else {
                 "parse"
             };
-            Reply::fail(code, format!("{name}: {e}")).into()
+            Reply::fail(code, format!("{name}: {}", escape_controls(&e))).into()
         }
         Err(panic) => Reply::fail(
             "panic",
-            format!("setting {name} panicked: {}", panic_message(&*panic)),
+            format!(
+                "setting {name} panicked (nothing changed): {}",
+                escape_controls(&panic_message(&*panic))
+            ),
         )
         .into(),
     }
@@ -251,10 +363,13 @@ pub(crate) const MAX_CALLS_RUNNING: usize = 8;
 /// Calls running now, on their own threads.
 pub(crate) static CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// In a forked child: the calls counted were the parent's, on threads the child does not have.
-/// Only an atomic store: safe in the atfork child handler.
+/// In a forked child: the calls and reads counted were the parent's, on threads the child
+/// does not have. Only atomic stores: safe in the atfork child handler.
 pub(crate) fn forget_inherited_calls() {
     CALLS_RUNNING.store(0, Ordering::Release);
+    for read in &READS {
+        read.store(0, Ordering::Release);
+    }
 }
 
 /// A place among the calls running, given back when dropped (on the call's thread, after the
@@ -342,13 +457,20 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
     };
     match outcome {
         Ok(Ok(text)) => Reply::ok(
-            format!("{text}\n"),
+            format!("{}\n", escape_lines(&text)),
             Json::obj([("name", Json::from(*name)), ("result", Json::from(text))]),
         )
         .into(),
-        Ok(Err(e)) => Reply::fail("failed", e).into(),
+        Ok(Err(e)) => Reply::fail("failed", escape_lines(&e)).into(),
         Err(panic) if panic == CLIENT_LEFT => Outcome::Quit,
-        Err(panic) => Reply::fail("panic", format!("{name} panicked: {panic}; the program goes on")).into(),
+        Err(panic) => Reply::fail(
+            "panic",
+            format!(
+                "{name} panicked: {}; the program goes on",
+                escape_controls(&panic)
+            ),
+        )
+        .into(),
     }
 }
 
@@ -406,41 +528,37 @@ fn client_gone(client: &std::os::unix::net::UnixStream) -> bool {
     }
 }
 
-/// Every exposed item with its current value, for `report`.
+/// Every exposed item with its current value, for `report`. Each value is read as `print`
+/// reads it, off the session thread with a deadline.
 pub(super) fn snapshot(context: &Context<'_>) -> Json {
     let mut items: Vec<Json> = context
         .server
         .locals()
         .iter()
         .map(|l| {
+            let value = read_item(&Item::Local(l), context).map(|r| r.text);
             Json::obj([
                 ("name", Json::from(l.name.as_str())),
                 ("kind", Json::from("local")),
                 ("type", Json::from(l.type_name)),
-                (
-                    "value",
-                    Json::from(
-                        debug_text_local(&**l.value).unwrap_or_else(|p| format!("<Debug panicked: {p}>")),
-                    ),
-                ),
+                ("value", Json::from(value)),
             ])
         })
         .collect();
     for e in registry::all() {
-        let (kind, value) = match &e.kind {
-            Kind::Value { get, set } => (
-                if set.is_some() { "writable" } else { "value" },
-                Json::from(debug_text(get()).unwrap_or_else(|p| format!("<Debug panicked: {p}>"))),
-            ),
-            Kind::Function { .. } => ("fn", Json::Null),
+        let kind = match &e.kind {
+            Kind::Value { set: Some(_), .. } => "writable",
+            Kind::Value { set: None, .. } => "value",
+            Kind::Function { .. } => "fn",
         };
+        let value = read_item(&Item::Exposed(e), context).map(|r| r.text);
         items.push(Json::obj([
             ("name", Json::from(e.name)),
             ("kind", Json::from(kind)),
             ("type", Json::from(e.type_name)),
             ("module", Json::from(e.module_path)),
             ("doc", Json::from(e.doc)),
-            ("value", value),
+            ("value", Json::from(value)),
         ]));
     }
     Json::Arr(items)

@@ -1,0 +1,150 @@
+//! Text that the program's data puts into a reply, made safe for the operator's terminal.
+//!
+//! Thread names, the files the program opened (whose names outside users may choose), its
+//! environment, its values' `Debug` text: any of them may hold an `ESC` sequence that retitles
+//! or clears the terminal, a carriage return that overwrites a line, a bidi override that shows
+//! text in another order than it is, or a newline followed by `>>> ` that forges a prompt. Every
+//! such character is shown escaped, in Rust's notation (`\x1b`, `\n`, `\u{202e}`), so what the
+//! operator reads is what is there; and the prompt `>>> `, which clients take as the end of a
+//! reply, is never part of it. Backslashes are left alone: ordinary text stays as it is.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal as itself: C0 controls (tab and newline included),
+/// DEL, C1 controls, and the Unicode bidi embeddings, overrides, isolates and marks, plus the
+/// line and paragraph separators.
+pub(crate) fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}'
+        )
+}
+
+fn push_escaped(c: char, out: &mut String) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if (c as u32) < 0x100 => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+}
+
+/// The console's prompt, which ends every reply; program text never contains it.
+const PROMPT: &str = ">>> ";
+
+/// How [`PROMPT`] is shown inside program text: its last `>` escaped.
+const PROMPT_ESCAPED: &str = ">>\\x3e ";
+
+/// `s` for one line of a reply: every control character (newline and tab too), DEL, C1
+/// control and bidi control escaped, and `>>> ` (the prompt that ends each reply, which clients
+/// look for) shown as `>>\x3e `; anything else unchanged. Borrows when nothing needs escaping.
+/// For thread names, paths, environment values, names: anything that must stay on its line.
+pub(crate) fn escape_controls(s: &str) -> Cow<'_, str> {
+    escape(s, false)
+}
+
+/// `s` for a reply that may span lines (a value's pretty `Debug`, a function's result): like
+/// [`escape_controls`], but newlines stay line breaks.
+pub(crate) fn escape_lines(s: &str) -> Cow<'_, str> {
+    escape(s, true)
+}
+
+fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let needs = |c: char| is_unsafe(c) && !(keep_newlines && c == '\n');
+    if !s.chars().any(needs) && !s.contains(PROMPT) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs(c) {
+            push_escaped(c, &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    if out.contains(PROMPT) {
+        out = out.replace(PROMPT, PROMPT_ESCAPED);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn nothing_unsafe_survives_and_safe_text_is_untouched(s in "(\\PC|[\u{0}-\u{1f}\u{7f}-\u{9f}\u{202a}-\u{202e}\u{2066}-\u{2069}> \n])*") {
+            let one = escape_controls(&s);
+            prop_assert!(!one.chars().any(is_unsafe), "{:?}", one);
+            prop_assert!(!one.contains(PROMPT), "{:?}", one);
+            if !s.chars().any(is_unsafe) {
+                prop_assert_eq!(&*one, s.as_str());
+            }
+            let many = escape_lines(&s);
+            prop_assert!(!many.chars().any(|c| c != '\n' && is_unsafe(c)), "{:?}", many);
+            prop_assert!(!many.contains(PROMPT), "{:?}", many);
+            prop_assert_eq!(many.matches('\n').count(), s.matches('\n').count());
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_borrowed_unchanged() {
+        for s in [
+            "",
+            "worker-3",
+            "/var/log/app.log",
+            "работник-1",
+            "C:\\path",
+            "a > b",
+        ] {
+            assert!(matches!(escape_controls(s), Cow::Borrowed(_)), "{s:?}");
+            assert!(matches!(escape_lines(s), Cow::Borrowed(_)), "{s:?}");
+        }
+        let pretty = "Config {\n    limit: 3,\n}";
+        assert!(matches!(escape_lines(pretty), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn controls_are_shown_escaped() {
+        assert_eq!(escape_controls("\x1b]0;pwned\x07"), "\\x1b]0;pwned\\x07");
+        assert_eq!(
+            escape_controls("x\n>>> forged\x1b[2J"),
+            "x\\n>>\\x3e forged\\x1b[2J"
+        );
+        assert_eq!(
+            escape_controls("a\tb\rc\u{7f}d\u{85}e\u{9b}"),
+            "a\\tb\\rc\\x7fd\\x85e\\x9b"
+        );
+        assert_eq!(escape_controls("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(
+            escape_controls("\u{2066}x\u{2069}\u{200f}"),
+            "\\u{2066}x\\u{2069}\\u{200f}"
+        );
+        assert_eq!(escape_controls("\0"), "\\x00");
+    }
+
+    #[test]
+    fn multi_line_text_keeps_its_lines_but_holds_no_prompt() {
+        assert_eq!(
+            escape_lines("a\n>>> forged\n\x1b[2J"),
+            "a\n>>\\x3e forged\n\\x1b[2J"
+        );
+        assert_eq!(
+            escape_lines(">>> first, >>>> then"),
+            ">>\\x3e first, >>>\\x3e then"
+        );
+        assert_eq!(escape_lines("> quoted\n>> "), "> quoted\n>> ");
+        assert_eq!(escape_lines("a\r\nb"), "a\\r\nb");
+    }
+}
