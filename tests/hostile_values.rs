@@ -163,8 +163,23 @@ fn the_programs_names_files_and_values_reach_no_terminal_raw() {
         .read_line(&mut said)
         .expect("read the client");
     assert_eq!(said, "connected\n");
-    let mut client = session(&app);
-    for command in ["fds", "info", "env", "clients", "print FORGED", "report", "vars"] {
+    // The opening dump names the hostile thread, escaped.
+    let mut client = Client::connect(&app.socket);
+    let opening = client.opening();
+    if let Some(what) = hostile(&opening) {
+        panic!("the opening dump sent {what}:\n{opening:?}");
+    }
+    assert!(opening.contains("\"\\x1b]0;pwned"), "{opening}");
+    for command in [
+        "stacks",
+        "fds",
+        "info",
+        "env",
+        "clients",
+        "print FORGED",
+        "report",
+        "vars",
+    ] {
         let answer = client.command(command);
         if let Some(what) = hostile(&answer) {
             panic!("{command} sent {what}:\n{answer:?}");

@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::console::Json;
 use crate::procfs::{self, SyscallState, TaskStatus};
 use crate::sys;
+use crate::text;
 
 #[cfg(target_os = "linux")]
 mod headroom;
@@ -618,7 +619,12 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
     for (members, shown, folded) in groups {
         let first = members[0];
         let state = first.state.map(procfs::describe_state).unwrap_or("state unknown");
-        let _ = writeln!(out, "Thread {} \"{}\" ({state}):", first.tid, first.name);
+        let _ = writeln!(
+            out,
+            "Thread {} \"{}\" ({state}):",
+            first.tid,
+            text::escape_controls(&first.name)
+        );
         if members.len() > 1 {
             render_others(&members[1..], out);
         }
@@ -749,7 +755,7 @@ fn render_others(others: &[&ThreadReport], out: &mut String) {
         let item = format!(
             " {} \"{}\"{}",
             thread.tid,
-            thread.name,
+            text::escape_controls(&thread.name),
             if i + 1 < others.len() { "," } else { "" }
         );
         if line.len() + item.len() > 100 && line.len() > 3 {
@@ -766,7 +772,7 @@ fn render_symbols(frames: &[Frame], out: &mut String) {
         let _ = writeln!(
             out,
             "  {index:>2}: {}",
-            symbol.name.as_deref().unwrap_or("<unknown>")
+            text::escape_controls(symbol.name.as_deref().unwrap_or("<unknown>"))
         );
         if let (Some(file), Some(line)) = (&symbol.file, symbol.line) {
             match symbol.column {
