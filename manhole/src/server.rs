@@ -80,6 +80,8 @@ pub(crate) struct Server {
     owner_pid: u32,
     /// The socket file while one exists.
     socket: Mutex<Option<SocketFile>>,
+    /// What could not be cleaned up (a socket that could not be removed), for the last line.
+    left_behind: Mutex<Option<String>>,
     sigmask: SignalSet,
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
@@ -183,6 +185,7 @@ impl Server {
             started: Instant::now(),
             owner_pid: std::process::id(),
             socket: Mutex::new(None),
+            left_behind: Mutex::new(None),
             sigmask: validated.sigmask,
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -230,10 +233,15 @@ impl Server {
         Ok(Registered::new(bound.listener))
     }
 
-    /// Removes the socket file (the listening socket itself is closed by its owner).
+    /// Removes the socket file (the listening socket itself is closed by its owner). When it
+    /// cannot be removed, the log says why, and so does the last line at shutdown.
     pub(crate) fn unbind(&self) {
         if let Some(file) = lock(&self.socket).take() {
-            file.remove();
+            let removal = file.remove();
+            if let Some(why) = file.explain(&removal) {
+                mlog!("{why}");
+                *lock(&self.left_behind) = Some(why);
+            }
         }
         let trigger_fds: Vec<RawFd> = self.trigger.iter().flat_map(|t| t.fds()).collect();
         let wake_fds = 2;
@@ -292,6 +300,7 @@ impl Server {
             socket: Mutex::new(Some(SocketFile::detached(std::path::Path::new(
                 "/tmp/manhole-unit-test",
             )))),
+            left_behind: Mutex::new(None),
             sigmask: SignalSet::empty(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -657,8 +666,16 @@ impl Server {
         if left > 0 {
             mlog!("{left} session(s) did not end within 5 s; they will end on their own");
         }
-        mlog!("Cleaned up.");
+        self.log_cleanup();
         left == 0
+    }
+
+    /// The last line of a manhole's log: "Cleaned up." only when it is true.
+    fn log_cleanup(&self) {
+        match lock(&self.left_behind).take() {
+            None => mlog!("Cleaned up."),
+            Some(why) => mlog!("Not cleaned up: {why}"),
+        }
     }
 
     /// Normal process exit: stop listening and, unless `daemon_connection`, let open sessions
@@ -679,7 +696,7 @@ impl Server {
                 self.wait_for_sessions(None);
             }
         }
-        mlog!("Cleaned up.");
+        self.log_cleanup();
     }
 }
 
