@@ -109,25 +109,28 @@ impl SocketFile {
         }
     }
 
-    /// Why the socket stays, in words for the log, when it does.
-    pub(crate) fn explain(&self, removal: &Removal) -> Option<String> {
+    /// Why the socket could not be removed, when it could not.
+    pub(crate) fn removal_error(&self, removal: &Removal) -> Option<String> {
         let Removal::Failed(e) = removal else {
             return None;
         };
         let euid = nix::unistd::geteuid().as_raw();
         let why = if euid != self.uid && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
             format!(
-                "; it belongs to uid {}, and this process now runs as uid {euid}, which may not \
-                 remove it from its directory",
+                " (the socket is uid {}'s and this process now runs as uid {euid}, which may not \
+                 remove it from its directory)",
                 self.uid
             )
         } else {
             String::new()
         };
-        Some(format!(
-            "the socket {} stays behind: cannot remove it: {e}{why}",
-            self.path.display()
-        ))
+        Some(format!("cannot remove {}: {e}{why}", self.path.display()))
+    }
+
+    /// Why the socket stays, in words for the log, when it does.
+    pub(crate) fn explain(&self, removal: &Removal) -> Option<String> {
+        self.removal_error(removal)
+            .map(|why| format!("the socket stays behind: {why}"))
     }
 }
 

@@ -14,6 +14,9 @@
 //! - `sigpipe`: writes to a pipe whose reader is gone (with `--pipe-default`, SIGPIPE has its
 //!   default action, as in a C program; Rust's runtime ignores it otherwise);
 //! - `euid`: says the effective uid; `exit`: returns from main.
+//!
+//! `manhole-lifecycle-host connect PATH`: a client; sends `info` and `quit`, prints what the
+//! server sends until EOF, or `connect error: …`.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -95,6 +98,10 @@ fn main() {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let ["connect", path] = args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        connect(path);
+        return;
+    }
     if args.iter().any(|a| a == "--pipe-default") {
         // SAFETY: setting a signal disposition to SIG_DFL has no preconditions.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -238,5 +245,21 @@ fn bus_error() {
         );
         assert_ne!(page, libc::MAP_FAILED, "mmap");
         std::ptr::read_volatile(page.cast::<u8>());
+    }
+}
+
+fn connect(path: &str) {
+    use std::io::Read;
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(mut stream) => {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+            let _ = stream.write_all(b"info\nquit\n");
+            let mut text = Vec::new();
+            match stream.read_to_end(&mut text) {
+                Ok(_) => print!("{}", String::from_utf8_lossy(&text)),
+                Err(e) => println!("read error: {e}"),
+            }
+        }
+        Err(e) => println!("connect error: {e}"),
     }
 }
