@@ -86,6 +86,11 @@ impl SocketFile {
         }
     }
 
+    /// The descriptor of the directory it is in, which manhole holds.
+    pub(crate) fn dir_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.dir.as_ref().map(|dir| dir.as_raw_fd())
+    }
+
     /// Removes the socket file if it is still the one this process created.
     pub(crate) fn remove(&self) -> Removal {
         if std::process::id() != self.owner_pid {

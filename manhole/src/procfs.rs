@@ -33,6 +33,12 @@ pub(crate) fn prepare() {
     let _ = proc_dir();
 }
 
+/// The descriptor of `/proc` manhole holds, once opened.
+pub(crate) fn own_fd() -> Option<RawFd> {
+    let fd = PROC.load(Ordering::Acquire);
+    (fd >= 0).then_some(fd)
+}
+
 fn proc_dir() -> Option<RawFd> {
     let fd = PROC.load(Ordering::Acquire);
     if fd >= 0 {

@@ -654,6 +654,8 @@ impl Server {
             fds.push(entry.stream.as_raw_fd());
         }
         fds.extend(crate::logging::owned_fd());
+        fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
+        fds.extend(crate::procfs::own_fd());
         fds
     }
 

@@ -107,10 +107,16 @@ fn main() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     if let Some(name) = value(&args, "--thread-name") {
+        // It names itself when it first runs: wait for that, so every dump sees the name.
+        let (started, running) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(lifecycle_worker_sleeps)
+            .spawn(move || {
+                let _ = started.send(());
+                lifecycle_worker_sleeps()
+            })
             .expect("spawn the named thread");
+        running.recv().expect("the named thread runs");
     }
     let mut options = manhole::Options::new();
     if let Some(path) = value(&args, "--socket") {
