@@ -148,7 +148,6 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
         max: max_path_len(),
     })?;
     clear_stale(path)?;
-    let (dir, name) = open_parent(path)?;
     let fd: OwnedFd = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -166,6 +165,14 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) => return Err(Error::io("inspect the new socket", Some(path.to_owned()), e)),
+    };
+    // After bind, whose errors say best what is wrong with the directory.
+    let (dir, name) = match open_parent(path) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
     };
     let file = SocketFile {
         path: path.to_owned(),
