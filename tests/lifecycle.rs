@@ -359,3 +359,84 @@ fn manhole_threads_block_the_apps_signals_and_only_those() {
     seen.sort();
     assert_eq!(seen, ["manhole", "manhole-session"]);
 }
+
+/// The host that does to itself what programs do after installing (tests/support/lifecycle_host.rs).
+fn lifecycle_host(args: &[&str]) -> App {
+    App::start(Command::new(env!("CARGO_BIN_EXE_manhole-lifecycle-host")).args(args))
+        .unwrap_or_else(|line| panic!("lifecycle host did not start: {line}"))
+}
+
+fn is_root() -> bool {
+    nix_euid() == 0
+}
+
+/// The kernel keeps 15 bytes of a thread name, std cuts bytes: `работник-1` becomes seven
+/// letters and half of the eighth. The thread is still in the dump, `stacks` and `report`.
+#[test]
+fn a_thread_whose_name_is_cut_mid_character_is_shown_escaped() {
+    let app = lifecycle_host(&[
+        "--socket",
+        unique_socket("utf8").to_str().unwrap(),
+        "--thread-name",
+        "работник-1",
+    ]);
+    let shown = "работни\\xd0";
+    let mut client = Client::connect(&app.socket);
+    let opening = client.opening();
+    assert!(opening.contains(&format!("\"{shown}\"")), "{opening}");
+    let stacks = client.command("stacks");
+    assert!(stacks.contains(&format!("\"{shown}\"")), "{stacks}");
+    let report = client.command("report");
+    let report: serde_json::Value = serde_json::from_str(report.trim_end()).expect("report is JSON");
+    let names: Vec<&str> = report["threads"]["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&shown), "{names:?}");
+}
+
+/// A daemon that chroots into a directory without /proc still shows every thread, and at exit
+/// its socket (outside the chroot) is removed, as the log says.
+#[test]
+fn after_a_chroot_without_proc_threads_are_listed_and_the_socket_is_removed() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let jail = unique_socket("jail");
+    std::fs::create_dir(&jail).unwrap();
+    let mut app = lifecycle_host(&[
+        "--socket",
+        unique_socket("chroot").to_str().unwrap(),
+        "--thread-name",
+        "jailed-worker",
+    ]);
+    assert_eq!(app.ask(&format!("chroot {}", jail.display())), "chrooted");
+    let mut client = Client::connect(&app.socket);
+    let opening = client.opening();
+    for name in [
+        "\"main\"",
+        "\"jailed-worker\"",
+        "\"manhole\"",
+        "\"manhole-session\"",
+    ] {
+        assert!(opening.contains(name), "{name} missing:\n{opening}");
+    }
+    let info = client.command("info");
+    let threads = info
+        .lines()
+        .find_map(|l| l.strip_prefix("threads"))
+        .map(str::trim);
+    assert_eq!(threads, Some("4"), "info reads /proc too:\n{info}");
+    client.send(b"quit\n");
+    client.read_to_end();
+    assert_eq!(app.ask("exit"), "exiting");
+    let status = app.finish();
+    assert!(status.success(), "{status}");
+    let socket = app.socket.clone();
+    assert!(!socket.exists(), "{} left behind", socket.display());
+    assert!(app.stderr().ends_with("]: Cleaned up.\n"), "{}", app.stderr());
+    std::fs::remove_dir(&jail).unwrap();
+}

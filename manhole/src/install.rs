@@ -42,6 +42,8 @@ fn installed() -> MutexGuard<'static, Option<Arc<Server>>> {
 /// The socket is created with mode 0600 before it listens, and every client's credentials are
 /// checked before a byte is written: only this process's effective uid and root are served.
 pub fn install(options: Options) -> Result<Handle, Error> {
+    // Before the program can chroot away from /proc.
+    crate::procfs::prepare();
     let mut validated = options.validate()?;
     if let Some(signal) = crate::stacks::prepare(validated.stack_signal)? {
         // Manhole's own threads block the app's signals, but answer the stack signal.

@@ -87,8 +87,17 @@
 //!
 //! # Lifecycle
 //! - The socket is removed by [`Handle::uninstall`], at normal exit (after open sessions end,
-//!   unless [`Options::daemon_connection`]), and when the process dies of SIGTERM, SIGINT,
-//!   SIGHUP or SIGQUIT that it does not handle itself; it then dies exactly as it would have.
+//!   unless [`Options::daemon_connection`]), and when the process dies of any signal whose
+//!   default action kills it and that it does not handle itself (SIGTERM, SIGINT, SIGHUP,
+//!   SIGQUIT, SIGABRT from `abort()` or `panic = "abort"`, SIGUSR1/2, SIGALRM, SIGXCPU, SIGPIPE
+//!   where it is not ignored, …) or of a crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, a stack
+//!   overflow); it then dies exactly as it would have, with the same status and core dump.
+//! - The socket's directory and `/proc` stay open from install: after the program `chroot`s,
+//!   dumps still show every thread and the socket is still removed.
+//! - After the program changes its effective uid (a daemon dropping root), the socket is
+//!   re-created at the same path as the new uid when the directory allows it; when it does not
+//!   (root's socket in sticky `/tmp`), the log says so and only root can connect. The log ends
+//!   with "Cleaned up." only when the socket was removed, and says what stays otherwise.
 //! - A child created by `fork` closes its copies of manhole's descriptors, never touches its
 //!   parent's socket, and gets its own manhole at `/tmp/manhole-<childpid>` after
 //!   [`Options::reinstall_delay`] (children that `exec` sooner get none); see
@@ -105,8 +114,9 @@
 //!   resume transparently (`SA_RESTART`), but raw `poll`, `epoll_wait`, `select` and
 //!   `nanosleep` calls in C code or `libc` return `EINTR`, as with any signal-based profiler.
 //!   Rust's `std` and tokio retry them.
-//! - SIGKILL leaves the socket behind (nothing runs); the next process to use the path replaces
-//!   the stale socket.
+//! - SIGKILL, real-time signals and a crash on a thread without room for a signal frame leave
+//!   the socket behind (nothing of manhole runs); the next process to use the path replaces the
+//!   stale socket.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]

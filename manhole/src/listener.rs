@@ -3,15 +3,18 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 
-use crate::Error;
+use crate::fork::Registered;
 use crate::logging::mlog;
+use crate::{Error, sys};
 
 /// `/tmp/manhole-<pid>`, where a process listens unless told otherwise and where clients look.
 pub fn default_socket_path(pid: u32) -> PathBuf {
@@ -30,12 +33,35 @@ pub(crate) struct BoundSocket {
 
 /// The socket's path and the inode created there, so cleanup removes only that inode, and
 /// only from the process that created it (a forked child never removes its parent's socket).
+///
+/// The directory it is in stays open from bind on, and removal is relative to it: a program
+/// that `chroot`s or changes its working directory afterwards still removes its socket.
 #[derive(Clone, Debug)]
 pub(crate) struct SocketFile {
     pub(crate) path: PathBuf,
+    /// The directory holding it (None only for a socket that was never created).
+    dir: Option<Arc<Registered<OwnedFd>>>,
+    /// Its name in that directory.
+    name: Vec<u8>,
     dev: u64,
     ino: u64,
     owner_pid: u32,
+    /// The effective uid that created it, and so owns the file.
+    pub(crate) uid: u32,
+}
+
+/// What became of the socket file when manhole tried to remove it.
+#[derive(Debug)]
+pub(crate) enum Removal {
+    Removed,
+    /// Nothing was there any more.
+    AlreadyGone,
+    /// Another file had taken the path: not ours, left alone.
+    Replaced,
+    /// A forked child: the socket is the parent's.
+    NotOurs,
+    /// It is still there.
+    Failed(io::Error),
 }
 
 impl SocketFile {
@@ -44,30 +70,72 @@ impl SocketFile {
     pub(crate) fn detached(path: &Path) -> SocketFile {
         SocketFile {
             path: path.to_owned(),
+            dir: None,
+            name: Vec::new(),
             dev: 0,
             ino: 0,
             owner_pid: 0,
+            uid: 0,
         }
     }
 
-    /// Arms removal of this socket if the process is killed by SIGTERM, SIGINT, SIGHUP or
-    /// SIGQUIT (see the `death` module).
+    /// Arms removal of this socket if the process is killed by a signal (see the `death` module).
     pub(crate) fn arm_death_cleanup(&self) {
-        crate::death::arm(&self.path, self.dev, self.ino);
+        if let Some(dir) = &self.dir {
+            crate::death::arm(dir.as_raw_fd(), &self.name, self.dev, self.ino);
+        }
+    }
+
+    /// The descriptor of the directory it is in, which manhole holds.
+    pub(crate) fn dir_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.dir.as_ref().map(|dir| dir.as_raw_fd())
     }
 
     /// Removes the socket file if it is still the one this process created.
-    pub(crate) fn remove(&self) -> bool {
+    pub(crate) fn remove(&self) -> Removal {
         if std::process::id() != self.owner_pid {
-            return false;
+            return Removal::NotOurs;
         }
         crate::death::disarm();
-        match fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
-                fs::remove_file(&self.path).is_ok()
+        let Some(dir) = &self.dir else {
+            return Removal::AlreadyGone;
+        };
+        match sys::stat_at(dir.as_raw_fd(), &self.name) {
+            Ok((dev, ino, _)) if dev == self.dev && ino == self.ino => {
+                match sys::unlink_at(dir.as_raw_fd(), &self.name) {
+                    Ok(()) => Removal::Removed,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Removal::AlreadyGone,
+                    Err(e) => Removal::Failed(e),
+                }
             }
-            _ => false,
+            Ok(_) => Removal::Replaced,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Removal::AlreadyGone,
+            Err(e) => Removal::Failed(e),
         }
+    }
+
+    /// Why the socket could not be removed, when it could not.
+    pub(crate) fn removal_error(&self, removal: &Removal) -> Option<String> {
+        let Removal::Failed(e) = removal else {
+            return None;
+        };
+        let euid = nix::unistd::geteuid().as_raw();
+        let why = if euid != self.uid && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            format!(
+                " (the socket is uid {}'s and this process now runs as uid {euid}, which may not \
+                 remove it from its directory)",
+                self.uid
+            )
+        } else {
+            String::new()
+        };
+        Some(format!("cannot remove {}: {e}{why}", self.path.display()))
+    }
+
+    /// Why the socket stays, in words for the log, when it does.
+    pub(crate) fn explain(&self, removal: &Removal) -> Option<String> {
+        self.removal_error(removal)
+            .map(|why| format!("the socket stays behind: {why}"))
     }
 }
 
@@ -87,7 +155,6 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
         None,
     )
     .map_err(|e| Error::io("create a socket", None, e.into()))?;
-    use std::os::fd::AsRawFd;
     socket::bind(fd.as_raw_fd(), &addr).map_err(|e| match e {
         nix::errno::Errno::EADDRINUSE => Error::SocketPathInUse {
             path: path.to_owned(),
@@ -99,11 +166,22 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
         Ok(meta) => meta,
         Err(e) => return Err(Error::io("inspect the new socket", Some(path.to_owned()), e)),
     };
+    // After bind, whose errors say best what is wrong with the directory.
+    let (dir, name) = match open_parent(path) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+    };
     let file = SocketFile {
         path: path.to_owned(),
+        dir: Some(Arc::new(Registered::new(dir))),
+        name,
         dev: meta.dev(),
         ino: meta.ino(),
         owner_pid: std::process::id(),
+        uid: meta.uid(),
     };
     let finish = || -> Result<UnixListener, Error> {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
@@ -119,10 +197,29 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
     match finish() {
         Ok(listener) => Ok(BoundSocket { listener, file }),
         Err(err) => {
-            file.remove();
+            let _ = file.remove();
             Err(err)
         }
     }
+}
+
+/// The directory `path` is in, opened to remove the socket from later, and its name there.
+fn open_parent(path: &Path) -> Result<(OwnedFd, Vec<u8>), Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let dir = sys::openat(libc::AT_FDCWD, parent.as_os_str().as_bytes(), flags)
+        .map_err(|e| Error::io("open the socket's directory", Some(parent.to_owned()), e))?;
+    Ok((dir, name))
 }
 
 /// Makes room at `path` when what is there is a stale socket of ours; refuses anything else.
@@ -193,7 +290,6 @@ fn probe(path: &Path) -> Probe {
         Ok(fd) => fd,
         Err(e) => return Probe::Failed(e.into()),
     };
-    use std::os::fd::AsRawFd;
     match socket::connect(fd.as_raw_fd(), &addr) {
         Ok(()) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => Probe::Live,
         Err(nix::errno::Errno::ECONNREFUSED) => Probe::Stale,
@@ -261,7 +357,7 @@ mod tests {
         // A different inode at the same path is not ours to remove.
         fs::remove_file(&path).unwrap();
         fs::write(&path, b"someone else's").unwrap();
-        assert!(!bound.file.remove());
+        assert!(matches!(bound.file.remove(), Removal::Replaced));
         assert_eq!(fs::read(&path).unwrap(), b"someone else's");
     }
 
@@ -279,7 +375,7 @@ mod tests {
         assert!(path.exists());
         let second = bind(&path).unwrap();
         UnixStream::connect(&path).unwrap();
-        assert!(second.file.remove());
+        assert!(matches!(second.file.remove(), Removal::Removed));
         assert!(!path.exists());
     }
 

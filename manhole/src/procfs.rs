@@ -1,40 +1,203 @@
 //! Reading this process's facts from `/proc/self` (Linux). Every reader returns `None` or an
-//! empty value when the file is missing or unreadable, so a missing `/proc` only thins the output.
+//! empty value when the file is missing or unreadable, so a missing `/proc` only thins the output,
+//! and [`blind`] says why.
+//!
+//! Everything is read relative to a descriptor of `/proc` opened once (at install, or at the first
+//! read) and kept for the life of the process: a program that later `chroot`s into a directory
+//! without `/proc`, as daemons do, is still seen whole. `self` is resolved by the kernel for the
+//! reading process, so a forked child reads its own files through the inherited descriptor.
+//!
+//! The files are parsed as bytes: a thread name cut in the middle of a UTF-8 character (the kernel
+//! keeps 15 bytes) is shown with the odd bytes escaped (`\xd0`), and never loses its thread.
 
-use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+
+use crate::sys;
+
+/// The descriptor of `/proc`, once opened; -1 before.
+static PROC: AtomicI32 = AtomicI32::new(-1);
+/// Why `/proc` could not be opened the last time it was tried: 0 (it was not tried or it
+/// worked), [`NOT_PROCFS`], or an errno.
+static PROC_FAILURE: AtomicI32 = AtomicI32::new(0);
+/// Why the thread list could not be read the last time (an errno), or 0.
+static TASKS_FAILURE: AtomicI32 = AtomicI32::new(0);
+/// `/proc` exists but is not a proc file system (an empty directory in a chroot).
+const NOT_PROCFS: i32 = -1;
+
+/// Opens `/proc` now, if it is not open yet: call it before the program can `chroot`.
+pub(crate) fn prepare() {
+    let _ = proc_dir();
+}
+
+/// The descriptor of `/proc` manhole holds, once opened.
+pub(crate) fn own_fd() -> Option<RawFd> {
+    let fd = PROC.load(Ordering::Acquire);
+    (fd >= 0).then_some(fd)
+}
+
+fn proc_dir() -> Option<RawFd> {
+    let fd = PROC.load(Ordering::Acquire);
+    if fd >= 0 {
+        return Some(fd);
+    }
+    match open_proc() {
+        Ok(owned) => {
+            PROC_FAILURE.store(0, Ordering::Relaxed);
+            let raw = owned.into_raw_fd();
+            match PROC.compare_exchange(-1, raw, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => Some(raw),
+                Err(first) => {
+                    // Another thread opened it at the same moment: keep one.
+                    let _ = nix::unistd::close(raw);
+                    Some(first)
+                }
+            }
+        }
+        Err(code) => {
+            PROC_FAILURE.store(code, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_proc() -> Result<OwnedFd, i32> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let fd = sys::openat(libc::AT_FDCWD, b"/proc", libc::O_PATH | libc::O_DIRECTORY).map_err(errno)?;
+    match sys::fs_type(fd.as_raw_fd()) {
+        Ok(PROC_SUPER_MAGIC) => Ok(fd),
+        Ok(_) => Err(NOT_PROCFS),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_proc() -> Result<OwnedFd, i32> {
+    Err(libc::ENOENT)
+}
+
+/// Why this process cannot see its own threads and facts in `/proc`, when it cannot; `None`
+/// when `/proc` is readable. For the dump to say, instead of listing only the calling thread.
+#[allow(
+    dead_code,
+    reason = "for the stack dump to say why it cannot list the threads"
+)]
+pub(crate) fn blind() -> Option<String> {
+    if proc_dir().is_none() {
+        return Some(match PROC_FAILURE.load(Ordering::Relaxed) {
+            libc::ENOENT | NOT_PROCFS => {
+                "/proc is not mounted in this process's root directory (a chroot or container without it)"
+                    .to_owned()
+            }
+            code => format!(
+                "/proc cannot be opened: {}",
+                std::io::Error::from_raw_os_error(code)
+            ),
+        });
+    }
+    match TASKS_FAILURE.load(Ordering::Relaxed) {
+        0 => None,
+        code => Some(format!(
+            "/proc/self/task cannot be read: {}",
+            std::io::Error::from_raw_os_error(code)
+        )),
+    }
+}
+
+/// Opens `self/<path>` under `/proc`.
+fn open_self(path: &str, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let dir = proc_dir().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    sys::openat(dir, format!("self/{path}").as_bytes(), libc::O_RDONLY | flags)
+}
+
+/// The memory map of this process (`/proc/self/maps`), read through the descriptor kept open.
+pub(crate) fn maps() -> Option<Vec<u8>> {
+    read_self("maps")
+}
+
+/// The whole of `/proc/self/<path>`, as bytes.
+fn read_self(path: &str) -> Option<Vec<u8>> {
+    let mut file = std::fs::File::from(open_self(path, 0).ok()?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The names in the directory `/proc/self/<path>`.
+fn list_self(path: &str) -> std::io::Result<Vec<Vec<u8>>> {
+    sys::dir_names(open_self(path, libc::O_DIRECTORY)?)
+}
 
 /// The ids of every thread of this process, ascending.
 pub(crate) fn task_ids() -> Vec<i32> {
-    let mut tids: Vec<i32> = match fs::read_dir("/proc/self/task") {
-        Ok(dir) => dir
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => Vec::new(),
+    let mut tids: Vec<i32> = match list_self("task") {
+        Ok(names) => {
+            TASKS_FAILURE.store(0, Ordering::Relaxed);
+            names
+                .iter()
+                .filter_map(|name| std::str::from_utf8(name).ok()?.parse().ok())
+                .collect()
+        }
+        Err(e) => {
+            if proc_dir().is_some() {
+                TASKS_FAILURE.store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
+            }
+            Vec::new()
+        }
     };
     tids.sort_unstable();
     tids
 }
 
-fn task_file(tid: i32, name: &str) -> Option<String> {
-    fs::read_to_string(format!("/proc/self/task/{tid}/{name}")).ok()
+fn task_file(tid: i32, name: &str) -> Option<Vec<u8>> {
+    read_self(&format!("task/{tid}/{name}"))
 }
 
-/// The fields of a `stat` file after the command name, which may itself hold spaces and parens.
-fn stat_fields(text: &str) -> Vec<&str> {
-    match text.rfind(')') {
-        Some(end) => text[end + 1..].split_whitespace().collect(),
+/// Text for bytes that should be UTF-8 and may not be: valid parts as they are, every byte
+/// that is not part of a valid character as `\xNN`.
+pub(crate) fn escape_invalid_utf8(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+
+/// The fields of a `stat` file after the command name, which may itself hold spaces, parens
+/// and bytes that are not UTF-8.
+fn stat_fields(bytes: &[u8]) -> Vec<String> {
+    match bytes.iter().rposition(|b| *b == b')') {
+        Some(end) => String::from_utf8_lossy(&bytes[end + 1..])
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
         None => Vec::new(),
     }
+}
+
+/// The value of the `key` line of a `status` file, without the tab that follows the colon.
+fn status_field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    text.split(|b| *b == b'\n').find_map(|line| {
+        let value = line.strip_prefix(key)?;
+        Some(value.strip_prefix(b"\t").unwrap_or(value))
+    })
 }
 
 /// What a dump needs to know of a thread, from one read of `/proc/self/task/<tid>/status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TaskStatus {
-    /// The kernel's name of the thread (at most 15 bytes).
+    /// The kernel's name of the thread (at most 15 bytes), bytes that are not UTF-8 escaped.
     pub(crate) name: String,
-    /// The scheduler state letter.
+    /// The scheduler state letter (`?` if the kernel did not say).
     pub(crate) state: char,
     /// The signals it blocks, as a bit mask (bit n-1 for signal n).
     pub(crate) blocked: u64,
@@ -44,23 +207,34 @@ pub(crate) struct TaskStatus {
 /// the kernel builds the whole text on the first read (about 1.4 KB), so a second read to see
 /// EOF and a heap buffer would only add cost.
 pub(crate) fn task_status(tid: i32) -> Option<TaskStatus> {
-    use std::io::Read;
-    let mut file = fs::File::open(format!("/proc/self/task/{tid}/status")).ok()?;
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/status"), 0).ok()?);
     let mut buf = [0u8; 4096];
     let n = file.read(&mut buf).ok()?;
     if n == buf.len() {
         // Larger than expected: fall back to reading all of it.
         return parse_status(&task_file(tid, "status")?);
     }
-    parse_status(std::str::from_utf8(&buf[..n]).ok()?)
+    parse_status(&buf[..n])
 }
 
-fn parse_status(text: &str) -> Option<TaskStatus> {
-    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+/// `None` only for text that is no status file at all; an odd field never loses the thread.
+fn parse_status(text: &[u8]) -> Option<TaskStatus> {
+    let name = status_field(text, b"Name:");
+    let state = status_field(text, b"State:");
+    if name.is_none() && state.is_none() {
+        return None;
+    }
+    let blocked = status_field(text, b"SigBlk:")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
     Some(TaskStatus {
-        name: field("Name:")?.to_owned(),
-        state: field("State:")?.chars().next()?,
-        blocked: u64::from_str_radix(field("SigBlk:").unwrap_or("0"), 16).unwrap_or(0),
+        name: escape_invalid_utf8(name.unwrap_or(b"?")),
+        state: state
+            .and_then(|v| v.trim_ascii().first())
+            .filter(|b| b.is_ascii_graphic())
+            .map_or('?', |b| char::from(*b)),
+        blocked,
     })
 }
 
@@ -82,7 +256,7 @@ pub(crate) fn describe_state(state: char) -> &'static str {
 
 /// The kernel function a sleeping thread waits in, if the kernel shows it.
 pub(crate) fn wchan(tid: i32) -> Option<String> {
-    let text = task_file(tid, "wchan")?;
+    let text = escape_invalid_utf8(&task_file(tid, "wchan")?);
     let text = text.trim();
     (!text.is_empty() && text != "0").then(|| text.to_owned())
 }
@@ -99,7 +273,7 @@ pub(crate) enum SyscallState {
 }
 
 pub(crate) fn syscall_state(tid: i32) -> Option<SyscallState> {
-    parse_syscall(&task_file(tid, "syscall")?)
+    parse_syscall(&String::from_utf8_lossy(&task_file(tid, "syscall")?))
 }
 
 fn parse_syscall(text: &str) -> Option<SyscallState> {
@@ -118,7 +292,7 @@ fn parse_syscall(text: &str) -> Option<SyscallState> {
 
 /// The system call a thread sleeps in and its six arguments, if it sleeps in one.
 pub(crate) fn syscall_with_args(tid: i32) -> Option<(libc::c_long, [usize; 6])> {
-    parse_syscall_args(&task_file(tid, "syscall")?)
+    parse_syscall_args(&String::from_utf8_lossy(&task_file(tid, "syscall")?))
 }
 
 fn parse_syscall_args(text: &str) -> Option<(libc::c_long, [usize; 6])> {
@@ -150,7 +324,7 @@ pub(crate) fn process_stat() -> ProcessStat {
     let mut out = ProcessStat::default();
     let ticks = crate::sys::clock_ticks_per_second();
     let from_ticks = |t: u64| Duration::from_millis(t.saturating_mul(1000) / ticks);
-    if let Ok(stat) = fs::read_to_string("/proc/self/stat") {
+    if let Some(stat) = read_self("stat") {
         // Fields after the name: state(0) ppid(1) … utime(11) stime(12) … num_threads(17) … starttime(19)
         let fields = stat_fields(&stat);
         let num = |i: usize| fields.get(i).and_then(|s| s.parse::<u64>().ok());
@@ -162,33 +336,37 @@ pub(crate) fn process_stat() -> ProcessStat {
             out.uptime = since_boot.checked_sub(from_ticks(start));
         }
     }
-    if let Ok(status) = fs::read_to_string("/proc/self/status") {
-        out.rss_bytes = status_kib(&status, "VmRSS:").map(|k| k * 1024);
-        out.vm_bytes = status_kib(&status, "VmSize:").map(|k| k * 1024);
+    if let Some(status) = read_self("status") {
+        out.rss_bytes = status_kib(&status, b"VmRSS:").map(|k| k * 1024);
+        out.vm_bytes = status_kib(&status, b"VmSize:").map(|k| k * 1024);
     }
     out
 }
 
-fn status_kib(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
+fn status_kib(status: &[u8], key: &[u8]) -> Option<u64> {
+    let value = std::str::from_utf8(status_field(status, key)?).ok()?;
+    value.split_whitespace().next()?.parse().ok()
 }
 
 fn seconds_since_boot() -> Option<Duration> {
-    let text = fs::read_to_string("/proc/uptime").ok()?;
+    let dir = proc_dir()?;
+    let mut text = String::new();
+    std::fs::File::from(sys::openat(dir, b"uptime", libc::O_RDONLY).ok()?)
+        .read_to_string(&mut text)
+        .ok()?;
     let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
     Duration::try_from_secs_f64(secs).ok()
 }
 
 /// The command line, one string per argument (lossy for non-UTF-8 bytes).
 pub(crate) fn cmdline() -> Vec<String> {
-    match fs::read("/proc/self/cmdline") {
-        Ok(bytes) => bytes
+    match read_self("cmdline") {
+        Some(bytes) => bytes
             .split(|b| *b == 0)
             .filter(|arg| !arg.is_empty())
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
             .collect(),
-        Err(_) => std::env::args_os()
+        None => std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
     }
@@ -196,15 +374,25 @@ pub(crate) fn cmdline() -> Vec<String> {
 
 /// How many file descriptors are open.
 pub(crate) fn open_fd_count() -> Option<usize> {
-    let dir = fs::read_dir("/proc/self/fd")
-        .or_else(|_| fs::read_dir("/dev/fd"))
+    let names = list_self("fd")
+        .or_else(|_| {
+            sys::dir_names(sys::openat(
+                libc::AT_FDCWD,
+                b"/dev/fd",
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )?)
+        })
         .ok()?;
     // The directory handle itself is one of the entries; do not count it.
-    Some(dir.count().saturating_sub(1))
+    Some(names.len().saturating_sub(1))
 }
 
 pub(crate) fn exe() -> Option<PathBuf> {
-    std::env::current_exe().ok()
+    use std::os::unix::ffi::OsStringExt;
+    match proc_dir().map(|dir| sys::readlinkat(dir, b"self/exe")) {
+        Some(Ok(target)) => Some(PathBuf::from(std::ffi::OsString::from_vec(target))),
+        _ => std::env::current_exe().ok(),
+    }
 }
 
 #[cfg(test)]
@@ -232,7 +420,7 @@ mod tests {
     #[test]
     fn status_files() {
         let text = "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\n";
-        let status = parse_status(text).unwrap();
+        let status = parse_status(text.as_bytes()).unwrap();
         assert_eq!(
             status,
             TaskStatus {
@@ -241,16 +429,52 @@ mod tests {
                 blocked: 0x8000_0000_0000_0001
             }
         );
-        assert_eq!(parse_status("garbage"), None);
+        assert_eq!(parse_status(b"garbage"), None);
+    }
+
+    /// `работник-1` cut to the kernel's 15 bytes ends in half a `к`; the thread is still there.
+    #[test]
+    fn names_that_are_not_utf8_are_escaped_not_dropped() {
+        let cut = &"работник-1".as_bytes()[..15];
+        assert!(std::str::from_utf8(cut).is_err());
+        let mut text = b"Name:\t".to_vec();
+        text.extend_from_slice(cut);
+        text.extend_from_slice(b"\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t0000000000000004\n");
+        assert_eq!(
+            parse_status(&text),
+            Some(TaskStatus {
+                name: "работни\\xd0".into(),
+                state: 'S',
+                blocked: 4
+            })
+        );
+        // Invalid bytes anywhere, and other fields that are odd or missing.
+        let odd = b"Name:\t\xff\xfeab\xc3\nState:\t\nSigBlk:\tzz\n";
+        assert_eq!(
+            parse_status(odd),
+            Some(TaskStatus {
+                name: "\\xff\\xfeab\\xc3".into(),
+                state: '?',
+                blocked: 0
+            })
+        );
+        assert_eq!(
+            parse_status(b"State:\tR (running)\n").map(|s| (s.name, s.state)),
+            Some(("?".to_owned(), 'R'))
+        );
+        assert_eq!(escape_invalid_utf8("ok ✓".as_bytes()), "ok ✓");
     }
 
     #[test]
     fn stat_with_a_hostile_command_name() {
         let stat = "42 (a b) (c)) S 1 42 42 0 -1 4194560 0 0 0 0 7 3 0 0 20 0 5 0 100";
-        let fields = stat_fields(stat);
+        let fields = stat_fields(stat.as_bytes());
         assert_eq!(fields[0], "S");
         assert_eq!(fields[1], "1");
         assert_eq!(fields[17], "5");
+        let mut stat = b"42 (\xd0\xb0\xd0) S 7".to_vec();
+        stat.extend_from_slice(b" 42");
+        assert_eq!(stat_fields(&stat)[..2], ["S", "7"]);
     }
 
     #[cfg(target_os = "linux")]
@@ -264,5 +488,7 @@ mod tests {
         assert!(stat.rss_bytes.unwrap_or(0) > 0);
         assert!(open_fd_count().unwrap_or(0) >= 3);
         assert!(!cmdline().is_empty());
+        assert!(exe().is_some());
+        assert_eq!(blind(), None);
     }
 }

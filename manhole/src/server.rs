@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -80,6 +80,13 @@ pub(crate) struct Server {
     owner_pid: u32,
     /// The socket file while one exists.
     socket: Mutex<Option<SocketFile>>,
+    /// What could not be cleaned up (a socket that could not be removed), for the last line.
+    left_behind: Mutex<Option<String>>,
+    /// The last effective uid the socket was re-created for (u32::MAX before any).
+    euid_tried: AtomicU32,
+    /// Whether the `manhole` thread is in its accept loop (and so reads the wake-up pipe
+    /// without stopping).
+    listening: AtomicBool,
     sigmask: SignalSet,
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
@@ -183,6 +190,9 @@ impl Server {
             started: Instant::now(),
             owner_pid: std::process::id(),
             socket: Mutex::new(None),
+            left_behind: Mutex::new(None),
+            euid_tried: AtomicU32::new(u32::MAX),
+            listening: AtomicBool::new(false),
             sigmask: validated.sigmask,
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -230,10 +240,15 @@ impl Server {
         Ok(Registered::new(bound.listener))
     }
 
-    /// Removes the socket file (the listening socket itself is closed by its owner).
+    /// Removes the socket file (the listening socket itself is closed by its owner). When it
+    /// cannot be removed, the log says why, and so does the last line at shutdown.
     pub(crate) fn unbind(&self) {
         if let Some(file) = lock(&self.socket).take() {
-            file.remove();
+            let removal = file.remove();
+            if let Some(why) = file.explain(&removal) {
+                mlog!("{why}");
+                *lock(&self.left_behind) = Some(why);
+            }
         }
         let trigger_fds: Vec<RawFd> = self.trigger.iter().flat_map(|t| t.fds()).collect();
         let wake_fds = 2;
@@ -292,6 +307,9 @@ impl Server {
             socket: Mutex::new(Some(SocketFile::detached(std::path::Path::new(
                 "/tmp/manhole-unit-test",
             )))),
+            left_behind: Mutex::new(None),
+            euid_tried: AtomicU32::new(u32::MAX),
+            listening: AtomicBool::new(false),
             sigmask: SignalSet::empty(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
@@ -318,15 +336,19 @@ impl Server {
     /// wake-up pipe makes it runnable: no timer, no wake-ups while idle.
     pub(crate) fn listen(
         self: Arc<Self>,
-        listener: Registered<UnixListener>,
+        mut listener: Registered<UnixListener>,
         mut wake: Registered<UnixStream>,
         trigger: Option<Arc<Trigger>>,
     ) {
         let pid = std::process::id();
+        self.listening.store(true, Ordering::Release);
         // After a failed accept (EMFILE…), the waiting client keeps the listener readable:
         // watch only the wake-up pipe until the back-off has passed, then try again.
         let mut backoff = Duration::ZERO;
         loop {
+            // Every time this thread runs (a client, a signal, a session's end), and never on a
+            // timer: glibc's setuid interrupts every thread, this poll included.
+            self.follow_euid(&mut listener);
             let backing_off = !backoff.is_zero();
             if !backing_off {
                 mlog!("Waiting for new connection (in pid:{pid}) ...");
@@ -360,9 +382,14 @@ impl Server {
                     }
                 }
             };
-            if woken || self.stopping.load(Ordering::Acquire) {
+            if woken {
                 let _ = wake.read(&mut [0u8; 16]);
+            }
+            if self.stopping.load(Ordering::Acquire) {
                 break;
+            }
+            if woken {
+                continue; // asked to look at the euid again
             }
             if !client_ready && !backing_off {
                 continue;
@@ -395,7 +422,60 @@ impl Server {
                 }
             }
         }
+        self.listening.store(false, Ordering::Release);
         mlog!("Listener stopped.");
+    }
+
+    /// After the program changed its effective uid (a daemon dropping root after install), the
+    /// socket is still the old uid's, mode 0600: the program's new user could not connect.
+    /// Re-creates it at the same path as the new uid, or says in the log why it cannot. Tried
+    /// once per new uid.
+    fn follow_euid(self: &Arc<Self>, listener: &mut Registered<UnixListener>) {
+        let euid = nix::unistd::geteuid().as_raw();
+        let Some(file_uid) = lock(&self.socket).as_ref().map(|file| file.uid) else {
+            return;
+        };
+        if euid == file_uid || self.euid_tried.swap(euid, Ordering::AcqRel) == euid {
+            return;
+        }
+        let path = self.path.display();
+        mlog!(
+            "The process now runs as uid {euid}, but uid {file_uid} created the socket {path}: re-creating it"
+        );
+        // Who waits in the old socket's backlog is served before that socket goes.
+        while let Ok((stream, _)) = listener.accept() {
+            self.admit(stream);
+        }
+        let Some(old) = lock(&self.socket).take() else {
+            return;
+        };
+        let removal = old.remove();
+        if let Some(why) = old.removal_error(&removal) {
+            old.arm_death_cleanup();
+            *lock(&self.socket) = Some(old);
+            mlog!(
+                "Cannot re-create the socket as uid {euid}: {why}. It stays uid {file_uid}'s (mode 0600): \
+                 only root can connect until the process runs as uid {file_uid} again"
+            );
+            return;
+        }
+        let old_fd = listener.as_raw_fd();
+        match listener::bind(&self.path) {
+            Ok(bound) => {
+                bound.file.arm_death_cleanup();
+                let mut own_fds = lock(&self.own_fds);
+                own_fds.retain(|fd| *fd != old_fd);
+                own_fds.push(bound.listener.as_raw_fd());
+                drop(own_fds);
+                *lock(&self.socket) = Some(bound.file);
+                *listener = Registered::new(bound.listener);
+                mlog!("Manhole UDS path: {path} (re-created as uid {euid})");
+            }
+            Err(e) => {
+                lock(&self.own_fds).retain(|fd| *fd != old_fd);
+                mlog!("Cannot re-create the socket as uid {euid}: {e}. No socket now: nobody can connect");
+            }
+        }
     }
 
     /// Checks who connected and starts a session, or refuses with one line and EOF.
@@ -513,6 +593,15 @@ impl Server {
     }
 
     fn forget(&self, id: u64) {
+        // A session's end is a moment manhole runs: if the program changed its uid meanwhile,
+        // the accept loop re-creates the socket.
+        let euid = nix::unistd::geteuid().as_raw();
+        if self.listening.load(Ordering::Acquire)
+            && lock(&self.socket).as_ref().is_some_and(|file| file.uid != euid)
+            && let Some(wake) = lock(&self.wake).as_ref()
+        {
+            let _ = sys::send_all(wake, b"u", true);
+        }
         let mut sessions = lock(&self.sessions);
         sessions.open.remove(&id);
         let last = sessions.open.is_empty();
@@ -568,6 +657,8 @@ impl Server {
             fds.push(entry.stream.as_raw_fd());
         }
         fds.extend(crate::logging::owned_fd());
+        fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
+        fds.extend(crate::procfs::own_fd());
         fds
     }
 
@@ -660,8 +751,16 @@ impl Server {
         if left > 0 {
             mlog!("{left} session(s) did not end within 5 s; they will end on their own");
         }
-        mlog!("Cleaned up.");
+        self.log_cleanup();
         left == 0
+    }
+
+    /// The last line of a manhole's log: "Cleaned up." only when it is true.
+    fn log_cleanup(&self) {
+        match lock(&self.left_behind).take() {
+            None => mlog!("Cleaned up."),
+            Some(why) => mlog!("Not cleaned up: {why}"),
+        }
     }
 
     /// Normal process exit: stop listening and, unless `daemon_connection`, let open sessions
@@ -682,7 +781,7 @@ impl Server {
                 self.wait_for_sessions(None);
             }
         }
-        mlog!("Cleaned up.");
+        self.log_cleanup();
     }
 }
 

@@ -223,3 +223,107 @@ pub(crate) fn fd_limits() -> Option<(u64, u64)> {
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     (rc == 0).then_some((limit.rlim_cur as u64, limit.rlim_max as u64))
 }
+
+/// A path as the C calls take it; a path with a NUL byte in it names no file.
+fn c_path(path: &[u8]) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// openat(2): `path` relative to the directory `dir` (or the working directory for
+/// `libc::AT_FDCWD`), always close-on-exec.
+pub(crate) fn openat(dir: RawFd, path: &[u8], flags: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let path = c_path(path)?;
+    loop {
+        // SAFETY: `path` is NUL-terminated and outlives the call; an invalid `dir` only makes
+        // the call fail with EBADF.
+        let fd = unsafe { libc::openat(dir, path.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: the descriptor was just opened and nothing else owns it.
+            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The names in the directory open at `dir` (opened for reading), without `.` and `..`.
+pub(crate) fn dir_names(dir: std::os::fd::OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    use std::os::fd::IntoRawFd;
+    let fd = dir.into_raw_fd();
+    // SAFETY: `fd` is an open directory descriptor that we own; on success the stream owns it
+    // (closedir closes it), on failure it is closed here.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let err = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(err);
+    }
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: `stream` is a live DIR* used by this thread only; the entry it returns stays
+        // valid until the next readdir or closedir on it, and is copied before either.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: d_name is a NUL-terminated array inside the entry returned above.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    // SAFETY: `stream` came from fdopendir and is closed once.
+    unsafe { libc::closedir(stream) };
+    Ok(names)
+}
+
+/// readlinkat(2): the target of the symbolic link `path` relative to `dir`.
+pub(crate) fn readlinkat(dir: RawFd, path: &[u8]) -> io::Result<Vec<u8>> {
+    let path = c_path(path)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `path` is NUL-terminated; readlinkat writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::readlinkat(dir, path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// The file system type (`f_type`) of the file open at `fd` (Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn fs_type(fd: RawFd) -> io::Result<i64> {
+    // SAFETY: statfs is plain data, filled by fstatfs on success.
+    let mut info: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable statfs; an invalid `fd` only fails with EBADF.
+    if unsafe { libc::fstatfs(fd, &mut info) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.f_type as i64)
+}
+
+/// The device and inode of `name` in the directory `dir`, without following a symbolic link.
+pub(crate) fn stat_at(dir: RawFd, name: &[u8]) -> io::Result<(u64, u64, u32)> {
+    let name = c_path(name)?;
+    // SAFETY: stat is plain data, filled by fstatat on success.
+    let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `meta` is writable.
+    if unsafe { libc::fstatat(dir, name.as_ptr(), &mut meta, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((meta.st_dev as u64, meta.st_ino as u64, meta.st_uid))
+}
+
+/// unlinkat(2) of the file `name` in the directory `dir`.
+pub(crate) fn unlink_at(dir: RawFd, name: &[u8]) -> io::Result<()> {
+    let name = c_path(name)?;
+    // SAFETY: `name` is NUL-terminated; an invalid `dir` only fails with EBADF.
+    if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

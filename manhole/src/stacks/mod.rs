@@ -150,6 +150,9 @@ pub(crate) fn capture_raw() -> RawDump {
     let me = sys::gettid();
     let (own, own_cut) = own_stack();
     let mut notes = Vec::new();
+    if let Some(why) = procfs::blind() {
+        notes.push(format!("other threads cannot be listed: {why}"));
+    }
     let mut tids = procfs::task_ids();
     if !tids.contains(&me) {
         tids.push(me);

@@ -611,7 +611,7 @@ fn own_registers() -> Registers {
 /// The readable, writable mappings of the process (where stacks live), sorted, merged where
 /// adjacent. Empty if `/proc/self/maps` cannot be read.
 fn readable_mappings() -> Vec<(usize, usize)> {
-    let Ok(text) = std::fs::read("/proc/self/maps") else {
+    let Some(text) = crate::procfs::maps() else {
         return Vec::new();
     };
     let mut maps: Vec<(usize, usize)> = Vec::with_capacity(text.len() / 64);
