@@ -20,8 +20,9 @@ Exit status:
   1  a command failed, or the connection broke
   2  usage error
   3  no such process, or no socket (or only a stale one) where it should be
-  4  access refused (not the process's user or root), too many sessions, or the
-     socket is served by another process or user than asked for (not trusted)
+  4  access refused (not the process's user or root), too many sessions, the
+     socket is served by another process or user than asked for (not trusted),
+     or the signal to send would kill the process (it has no handler; --force)
   5  timed out waiting for the socket after the signal";
 
 /// Connect to the manhole of a running Rust process.
@@ -46,6 +47,11 @@ pub(crate) struct Cli {
     /// Send this signal before connecting: a name with or without SIG, or a number
     #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub(crate) signal: Option<manhole::Signal>,
+
+    /// Send the signal even if the process does not handle it (its default action may kill
+    /// or stop it)
+    #[arg(long)]
+    pub(crate) force: bool,
 
     /// Wait up to the timeout for the socket to appear (opened by something other than a
     /// signal sent here: a trigger file, an admin endpoint)
@@ -91,6 +97,20 @@ impl Cli {
             (true, _, _) => Some(manhole::Signal::USR1),
             (_, true, _) => Some(manhole::Signal::USR2),
             (_, _, signal) => signal,
+        }
+    }
+}
+
+impl Cli {
+    /// The manhole option that would make the process handle `signal`, as the user asked.
+    pub(crate) fn trigger_option(&self, signal: manhole::Signal) -> String {
+        let short = signal.name().trim_start_matches("SIG").to_owned();
+        if self.usr1 {
+            format!("activate_on={short}")
+        } else if self.usr2 {
+            format!("oneshot_on={short}")
+        } else {
+            format!("activate_on={short} or oneshot_on={short}")
         }
     }
 }

@@ -16,6 +16,7 @@ mod args;
 mod connect;
 mod interactive;
 mod list;
+mod proc;
 mod run;
 
 /// The documented exit codes (see `--help`).

@@ -13,6 +13,12 @@ const PROMPT: &[u8] = b">>> ";
 pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
     let target = cli.target.as_deref().unwrap_or_default();
     let (path, pid) = connect::resolve(target)?;
+    // Given a PID, the listener must be that very process; given a path, any process of ours.
+    // Who the process is gets read before anything is sent to it.
+    let target_process = match pid {
+        Some(pid) if !target.contains('/') => Some(connect::Target::identify(pid, &path)?),
+        _ => None,
+    };
     let signal = cli.signal_to_send();
     if let Some(signal) = signal {
         let pid = pid.ok_or_else(|| {
@@ -21,12 +27,13 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
                 format!("cannot tell which process to send {signal} to from {target:?}; give its PID"),
             )
         })?;
+        if !cli.force {
+            connect::check_signal(pid, signal, &cli.trigger_option(signal))?;
+        }
         connect::send_signal(pid, signal)?;
     }
     let stream = connect::connect(&path, cli.timeout, signal.is_some() || cli.wait)?;
-    // Given a PID, the listener must be that process; given a path, any process of ours.
-    let asked_for = if target.contains('/') { None } else { pid };
-    connect::verify_peer(&stream, &path, asked_for)?;
+    connect::verify_peer(&stream, &path, target_process)?;
     // The first dump of a fresh process can take a moment; commands wait as long as they run.
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
