@@ -17,13 +17,16 @@ Examples:
 
 Exit status:
   0  the session or every command went well
-  1  a command failed, or the connection broke
+  1  a command failed, the connection broke, or the process sent more than the
+     client takes (an opening of 32 MiB without its prompt, an answer of 64 MiB
+     without its end: not a manhole, or a broken one)
   2  usage error
   3  no such process, or no socket (or only a stale one) where it should be
   4  access refused (not the process's user or root), too many sessions, the
      socket is served by another process or user than asked for (not trusted),
      or the signal to send would kill the process (it has no handler; --force)
-  5  timed out waiting for the socket after the signal";
+  5  timed out: waiting for the socket after the signal (or -w), for a listener
+     too busy to accept, or for the opening (--opening-timeout)";
 
 /// Connect to the manhole of a running Rust process.
 #[derive(Debug, Parser)]
@@ -47,6 +50,10 @@ pub(crate) struct Cli {
     /// Send this signal before connecting: a name with or without SIG, or a number
     #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub(crate) signal: Option<manhole::Signal>,
+
+    /// Seconds to wait for the opening (stack dump and banner) after connecting
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub(crate) opening_timeout: Duration,
 
     /// Send the signal even if the process does not handle it (its default action may kill
     /// or stop it)

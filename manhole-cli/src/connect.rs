@@ -225,7 +225,11 @@ fn peer_credentials(stream: &UnixStream, path: &Path) -> Result<libc::ucred, Fai
 /// (its start time unchanged since before connecting). The pid alone is not enough: it names
 /// whoever called `listen()`, even after that process exited and the number was reused, and a
 /// listening socket outlives its creator in any child it was passed to.
-pub(crate) fn verify_peer(stream: &UnixStream, path: &Path, target: Option<Target>) -> Result<(), Failure> {
+pub(crate) fn verify_peer(
+    stream: &UnixStream,
+    path: &Path,
+    target: Option<Target>,
+) -> Result<crate::wire::Peer, Failure> {
     let cred = peer_credentials(stream, path)?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
@@ -266,7 +270,7 @@ pub(crate) fn verify_peer(stream: &UnixStream, path: &Path, target: Option<Targe
             cred.pid, cred.uid
         ));
     }
-    Ok(())
+    Ok(crate::wire::Peer { pid: cred.pid })
 }
 
 fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Failure {

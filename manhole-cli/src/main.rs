@@ -18,6 +18,8 @@ mod interactive;
 mod list;
 mod proc;
 mod run;
+mod sanitize;
+mod wire;
 
 /// The documented exit codes (see `--help`).
 pub(crate) mod exit {

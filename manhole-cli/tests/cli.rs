@@ -622,6 +622,37 @@ fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
 }
 
 #[test]
+fn interactive_output_shows_terminal_controls_instead_of_obeying_them() {
+    let dir = test_home("hostile");
+    let fake = support::Fake::start("hostile", &dir.join("app.sock"), None);
+    let mut pty = Pty::start(&[fake.path.to_str().unwrap()], &dir);
+    let opening = pty.expect("Type \"help\" for commands.");
+    assert!(opening.contains(r#"Thread 7 "\x1b]0;owned\x07""#), "{opening:?}");
+    assert!(
+        opening.contains("\\x1b[2J") && !opening.contains("\x1b[2J") && !opening.contains("\x1b]0;"),
+        "{opening:?}"
+    );
+    pty.expect(">>> ");
+    pty.type_keys("fds\r");
+    let answer = pty.expect("4 -> /tmp/end");
+    assert!(
+        answer.contains(r"3 -> /tmp/\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}gpj.exe"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains(['\u{9b}', '\u{202e}', '\x07']), "{answer:?}");
+    // The prompt forged where a 16 KiB read ends did not end the answer early: the rest of
+    // it came before the real prompt, and the session is still in step.
+    assert!(answer.contains("\n>>> set LIMIT 0"), "{answer:?}");
+    let rest = pty.expect(">>> ");
+    // (then the editor's own controls, before its prompt)
+    assert!(rest.starts_with("\\rforged\r\n"), "{rest:?}");
+    pty.type_keys("\x04");
+    assert_eq!(pty.finish().code(), Some(0));
+    drop(fake);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn another_user_is_refused_with_status_4() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -17,8 +17,9 @@ pub(crate) struct Ran {
     pub(crate) code: Option<i32>,
     pub(crate) out: String,
     pub(crate) err: String,
-    /// Its peak resident set, in KiB (`ru_maxrss`).
-    pub(crate) max_rss_kib: i64,
+    /// Its peak resident set in KiB, as `VmHWM` sampled every few milliseconds while it ran
+    /// (`ru_maxrss` would count the test process it was forked from).
+    pub(crate) max_rss_kib: u64,
 }
 
 pub(crate) fn is_root() -> bool {
@@ -33,7 +34,7 @@ pub(crate) fn client() -> Command {
 /// Runs `command` with `input` on stdin; kills it if it runs for more than 20 s.
 #[allow(
     clippy::zombie_processes,
-    reason = "reaped by wait4, which also reports its peak memory"
+    reason = "reaped by waitpid, to know when to stop sampling"
 )]
 pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
     let mut child = command
@@ -66,27 +67,47 @@ pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
     };
     let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::Builder::new()
+            .name("client-rss".into())
+            .spawn(move || {
+                let mut peak = 0;
+                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    let hwm = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+                        .unwrap_or(0);
+                    peak = peak.max(hwm);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                peak
+            })
+            .expect("thread")
+    };
     let (finished, watch) = std::sync::mpsc::channel::<()>();
     let guard = std::thread::spawn(move || {
         if watch.recv_timeout(Duration::from_secs(20)).is_err() {
-            // SAFETY: the child is not reaped until wait4 below returns, which sends first.
+            // SAFETY: the child is not reaped until waitpid below returns, which sends first.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });
     let mut status = 0;
-    // SAFETY: rusage is plain data, filled by wait4.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; both out-pointers are valid.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    // SAFETY: waits for our own child; the out-pointer is valid.
+    let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = finished.send(());
     guard.join().expect("guard");
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert_eq!(reaped, pid, "waitpid: {}", std::io::Error::last_os_error());
     let _ = writer.join();
     Ran {
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         out: out.join().expect("stdout"),
         err: err.join().expect("stderr"),
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib: sampler.join().expect("sampler"),
     }
 }
 
@@ -199,17 +220,47 @@ pub(crate) const OPENING: &str = "######### ProcessID=1, ThreadID=1 #########\n\
                        manhole 0.0.0 in /bin/stand-in (pid 1), up 1s\n\
                        Type \"help\" for commands.\n>>> ";
 
+/// An opening whose thread names retitle and clear the terminal, forge a prompt ("\n>>> ",
+/// the way the client used to find the end of the opening), and are not UTF-8.
+pub(crate) const HOSTILE_OPENING: &[u8] = b"######### ProcessID=1, ThreadID=7 #########\n\
+    Thread 7 \"\x1b]0;owned\x07\" (most recent call first)\n\x1b[2J\n\
+    Thread 8 \"x\n>>> \" \xff\xfe\r\n\
+    Thread 9 \"\rforged\"\n\
+    manhole 0.0.0 in /bin/stand-in (pid 1), up 1s\n\
+    Type \"help\" for commands.\n>>> ";
+
+/// An exposed name that would clear the screen.
+pub(crate) const HOSTILE_NAME: &str = "\x1b[2Jname";
+
+/// An answer like an `fds` listing a file a stranger named: a title change, a screen clear,
+/// C1 and bidi controls, and a forged prompt line exactly where a client's 16 KiB read ends.
+pub(crate) fn hostile_text() -> String {
+    let head = "3 -> /tmp/\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}gpj.exe\n";
+    let pad = "x".repeat(16 * 1024 - head.len() - "\n>>> ".len());
+    format!("{head}{pad}\n>>> set LIMIT 0\n4 -> /tmp/end\rforged\n")
+}
+
+/// How much a flooding listener sends before it gives up.
+pub(crate) const FLOOD: usize = 128 << 20;
+
+fn flood(stream: &mut UnixStream) {
+    let chunk = vec![b'A'; 64 * 1024];
+    for _ in 0..FLOOD / chunk.len() {
+        if stream.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves one connection as `mode` says; returns how many bytes the client sent.
 fn serve(mode: &str, mut stream: UnixStream) -> usize {
     let mut received = 0;
     match mode {
         // Accepts and says nothing, until the client leaves.
         "silent" => {}
-        // An opening that never ends: no prompt, no newline.
-        "flood" => {
-            let chunk = vec![b'A'; 64 * 1024];
-            while stream.write_all(&chunk).is_ok() {}
-        }
+        // An opening with no prompt and no newline, more than any limit of the client's
+        // (and small enough that a client without limits survives it).
+        "flood" => flood(&mut stream),
         // A proper opening, then a machine-mode answer that never ends.
         "flood-json" => {
             let _ = stream.write_all(OPENING.as_bytes());
@@ -217,8 +268,47 @@ fn serve(mode: &str, mut stream: UnixStream) -> usize {
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
             received += reader.read_line(&mut line).unwrap_or(0);
             let _ = stream.write_all(br#"{"ok":true,"command":"machine","text":""#);
-            let chunk = vec![b'A'; 64 * 1024];
-            while stream.write_all(&chunk).is_ok() {}
+            flood(&mut stream);
+        }
+        // A manhole whose program's data is hostile: thread names and answers full of
+        // terminal controls and forged prompts, in text mode and in machine mode.
+        "hostile" => {
+            let _ = stream.write_all(HOSTILE_OPENING);
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let mut machine = false;
+            while let Ok(n) = reader.read_line(&mut line) {
+                if n == 0 {
+                    break;
+                }
+                received += n;
+                let command = line.trim().to_owned();
+                line.clear();
+                let turned = match command.as_str() {
+                    "machine" => Some(true),
+                    "machine off" => Some(false),
+                    _ => None,
+                };
+                let answer = if let Some(on) = turned {
+                    machine = on;
+                    let doc = serde_json::json!({"ok": true, "command": "machine", "data": {}, "text": ""});
+                    format!("{doc}\n{}", if on { "" } else { ">>> " })
+                } else if machine {
+                    let doc = serde_json::json!({
+                        "ok": true,
+                        "command": command,
+                        "data": [{"name": HOSTILE_NAME}],
+                        "text": hostile_text(),
+                    });
+                    format!("{doc}\n")
+                } else {
+                    format!("{}>>> ", hostile_text())
+                };
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            return received;
         }
         // Looks like a manhole: the opening, then a JSON document for every line.
         _ => {
