@@ -84,9 +84,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Sub {
-    /// This user's manholes under /tmp: pid, program, socket, and whether it is live or stale
+    /// This user's manholes under /tmp (everyone's, for root): pid, uid, program, whether it
+    /// is live or stale, socket
     List {
-        /// Remove the stale sockets (of processes that are gone) this user owns
+        /// Remove the stale sockets (nothing listens: the process is gone) this user owns (any
+        /// user's, for root); only sockets, never files, directories or symlinks
         #[arg(long)]
         clean: bool,
         /// Print a JSON array

@@ -337,24 +337,17 @@ fn a_socket_served_by_another_user_is_not_trusted() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Held by the tests that run `list --clean`: one would remove the other's stale sockets.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
+    let _alone = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
     let live = host();
     let stale = PathBuf::from("/tmp/manhole-3999999");
     let _ = std::fs::remove_file(&stale);
     drop(UnixListener::bind(&stale).expect("bind"));
-    // Another user's stale socket: not ours to show or remove. Making one takes root.
-    let foreign = PathBuf::from("/tmp/manhole-3999997");
-    let _ = std::fs::remove_file(&foreign);
-    drop(UnixListener::bind(&foreign).expect("bind"));
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
-    } else {
-        std::fs::remove_file(&foreign).expect("remove");
-    }
-    let (code, out, _) = run(&["list"], "");
+    let (code, out, err) = run(&["list"], "");
     assert_eq!(code, Some(0));
     let row = |path: &PathBuf| {
         out.lines()
@@ -363,6 +356,11 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     };
     assert!(row(live).is_some_and(|r| r.contains(" live ")), "{out}");
     assert!(row(&stale).is_some_and(|r| r.contains(" stale ")), "{out}");
+    assert!(
+        err.contains("stale socket") && err.contains("`manhole-cli list --clean` removes"),
+        "says how many are stale and what removes them: {err}"
+    );
+    assert!(stale.exists(), "only --clean removes");
     let (_, json, _) = run(&["list", "--json"], "");
     let parsed: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
     assert!(
@@ -380,14 +378,86 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     );
     assert!(!stale.exists());
     assert!(live.exists(), "live sockets are kept");
-    assert!(
-        !out.contains("3999997"),
-        "another user's socket is not listed: {out}"
-    );
-    if root {
-        assert!(foreign.exists(), "another user's socket is left alone");
-        std::fs::remove_file(&foreign).expect("remove");
+}
+
+#[test]
+fn list_clean_removes_only_stale_sockets_its_caller_may() {
+    use std::os::unix::fs::symlink;
+    if !support::is_root() {
+        eprintln!("skipped: sockets of other users need root");
+        return;
     }
+    let _alone = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
+    let at = |n: u32| PathBuf::from(format!("/tmp/manhole-{n}"));
+    for n in 3999990..3999998 {
+        let _ = std::fs::remove_file(at(n));
+        let _ = std::fs::remove_dir(at(n));
+    }
+    // Another user's stale socket, and root's own.
+    let foreign = at(3999997);
+    drop(UnixListener::bind(&foreign).expect("bind"));
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    let roots = at(3999996);
+    drop(UnixListener::bind(&roots).expect("bind"));
+    // No sockets: a file, a directory, a symlink to a stale socket.
+    let file = at(3999995);
+    std::fs::write(&file, "not a socket").unwrap();
+    let dir = at(3999994);
+    std::fs::create_dir(&dir).unwrap();
+    let pointed = std::env::temp_dir().join(format!("mh-cli-pointed-{}", me()));
+    let _ = std::fs::remove_file(&pointed);
+    drop(UnixListener::bind(&pointed).expect("bind"));
+    let link = at(3999993);
+    symlink(&pointed, &link).unwrap();
+    // A live socket that /proc/net/unix shows under another name (bound by a relative path):
+    // connecting shows it is live.
+    let relative = support::Fake::start("silent", std::path::Path::new("manhole-3999992"), None);
+    let live = at(3999992);
+
+    // Another user cleans only their own: root's stale socket stays.
+    let (code, err) = run_as_nobody(&["list", "--clean"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("removed stale {}", foreign.display())),
+        "{err}"
+    );
+    assert!(!err.contains(&roots.display().to_string()), "{err}");
+    assert!(roots.exists());
+
+    drop(UnixListener::bind(&foreign).expect("bind"));
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    let (code, out, _) = run(&["list"], "");
+    assert_eq!(code, Some(0));
+    let row = |path: &PathBuf| out.lines().find(|l| l.ends_with(&path.display().to_string()));
+    assert!(
+        row(&foreign).is_some_and(|r| r.contains(" 65534 ") && r.contains(" stale ")),
+        "{out}"
+    );
+    assert!(row(&live).is_some_and(|r| r.contains(" live ")), "{out}");
+    for not_a_socket in [&file, &dir, &link] {
+        assert!(row(not_a_socket).is_none(), "{out}");
+    }
+    let (code, _, err) = run(&["list", "--clean"], "");
+    assert_eq!(code, Some(0));
+    for removed in [&foreign, &roots] {
+        assert!(
+            err.contains(&format!("removed stale {}", removed.display())),
+            "{err}"
+        );
+        assert!(!removed.exists(), "root removes anyone's stale socket");
+    }
+    for kept in [&file, &dir, &link, &pointed, &live] {
+        assert!(
+            std::fs::symlink_metadata(kept).is_ok(),
+            "{} is kept: {err}",
+            kept.display()
+        );
+    }
+    drop(relative);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&pointed).unwrap();
 }
 
 #[test]

@@ -162,6 +162,10 @@ impl Fake {
         if let Some(uid) = uid {
             command.uid(uid).gid(uid);
         }
+        if path.is_relative() {
+            // Bound by a relative path, as /proc/net/unix then shows it.
+            command.current_dir(std::env::temp_dir());
+        }
         let mut child = command.spawn().expect("fake listener");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let creator = child.id();
