@@ -313,6 +313,31 @@ fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Fa
             exit::REFUSED,
             format!("permission denied at {shown}; connect as the process's user or root"),
         ),
-        _ => Failure::new(exit::FAILED, format!("cannot connect to {shown}: {err}")),
+        io::ErrorKind::InvalidInput => Failure::new(
+            exit::USAGE,
+            format!(
+                "the socket path {shown} is too long ({} bytes; a Unix socket path takes at most 107)",
+                path.as_os_str().len()
+            ),
+        ),
+        _ => match err.raw_os_error() {
+            Some(libc::ENOTDIR) => Failure::new(
+                exit::NO_TARGET,
+                format!("no such socket {shown}: a part of the path is not a directory"),
+            ),
+            Some(libc::ELOOP) => Failure::new(
+                exit::NO_TARGET,
+                format!("no such socket {shown}: too many symbolic links on the way"),
+            ),
+            Some(libc::EPROTOTYPE) => Failure::new(
+                exit::NO_TARGET,
+                format!("{shown} is a datagram socket, not a stream socket like a manhole's"),
+            ),
+            Some(libc::EMFILE | libc::ENFILE) => Failure::new(
+                exit::FAILED,
+                format!("cannot connect to {shown}: no file descriptors left ({err})"),
+            ),
+            _ => Failure::new(exit::FAILED, format!("cannot connect to {shown}: {err}")),
+        },
     }
 }

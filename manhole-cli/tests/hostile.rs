@@ -190,3 +190,25 @@ fn a_listener_that_floods_is_cut_off_with_bounded_memory() {
     eprintln!("one document: peak RSS {} KiB", ran.max_rss_kib);
     assert!(ran.max_rss_kib < 100 * 1024, "peak RSS {} KiB", ran.max_rss_kib);
 }
+
+#[test]
+fn connect_failures_are_said_for_a_person() {
+    let long = format!("/tmp/{}", "x".repeat(120));
+    let (code, _, err) = run(&[&long, "info"], "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("is too long (125 bytes; a Unix socket path takes at most 107)"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["/etc/passwd/manhole", "info"], "");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("a part of the path is not a directory"), "{err}");
+    let datagram = scratch("datagram");
+    let _ = std::fs::remove_file(&datagram);
+    let socket = std::os::unix::net::UnixDatagram::bind(&datagram).expect("bind");
+    let (code, _, err) = run(&[datagram.to_str().unwrap(), "info"], "");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("is a datagram socket, not a stream socket"), "{err}");
+    drop(socket);
+    std::fs::remove_file(&datagram).unwrap();
+}
