@@ -51,6 +51,11 @@ pub(crate) struct Cli {
     #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub(crate) signal: Option<manhole::Signal>,
 
+    /// Also trust a listener of this uid (as root, to connect by path to a service that runs
+    /// as another user; by PID, the process's own uid is checked instead)
+    #[arg(long, value_name = "UID")]
+    pub(crate) trust_uid: Option<u32>,
+
     /// Seconds to wait for the opening (stack dump and banner) after connecting
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub(crate) opening_timeout: Duration,

@@ -216,7 +216,8 @@ fn peer_credentials(stream: &UnixStream, path: &Path) -> Result<libc::ucred, Fai
 
 /// Makes sure the process at the other end is one to trust, before a byte is read or sent.
 ///
-/// Always: the listener is of the caller's uid or root's, whoever the caller is (root too:
+/// Always: the listener is of the caller's uid or root's (or `trusted`, as the user said),
+/// whoever the caller is (root too:
 /// anyone can create `/tmp/manhole-PID` before that process does, and a root client that
 /// believed it would hand a stranger what root types).
 ///
@@ -229,6 +230,7 @@ pub(crate) fn verify_peer(
     stream: &UnixStream,
     path: &Path,
     target: Option<Target>,
+    trusted: Option<u32>,
 ) -> Result<crate::wire::Peer, Failure> {
     let cred = peer_credentials(stream, path)?;
     // SAFETY: geteuid has no preconditions.
@@ -264,10 +266,11 @@ pub(crate) fn verify_peer(
             return gone();
         }
     }
-    if cred.uid != me && cred.uid != 0 {
+    if cred.uid != me && cred.uid != 0 && Some(cred.uid) != trusted {
         return refuse(format!(
-            "{shown} is served by process {} of uid {}, not by you (uid {me}) or root",
-            cred.pid, cred.uid
+            "{shown} is served by process {} of uid {}, not by you (uid {me}) or root (if that \
+             user's service is expected there, --trust-uid {} connects)",
+            cred.pid, cred.uid, cred.uid
         ));
     }
     Ok(crate::wire::Peer { pid: cred.pid })

@@ -31,7 +31,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
         connect::send_signal(pid, signal)?;
     }
     let stream = connect::connect(&path, cli.timeout, signal.is_some() || cli.wait)?;
-    let peer = connect::verify_peer(&stream, &path, target_process)?;
+    let peer = connect::verify_peer(&stream, &path, target_process, cli.trust_uid)?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| peer.broke(&e))?);
     let interactive = cli.words.is_empty() && io::stdin().is_terminal();
     wire::read_opening(&mut reader, peer, !cli.quiet && !cli.json, cli.opening_timeout)?;

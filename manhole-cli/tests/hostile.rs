@@ -37,6 +37,11 @@ fn root_given_a_path_refuses_a_listener_of_another_uid() {
     );
     assert!(out.is_empty(), "nothing of the squatter's was shown: {out}");
     assert_eq!(squatter.received(), 0, "not a byte was sent to the squatter");
+    // Unless the user says that uid is expected there.
+    let (code, out, err) = run(&["--trust-uid", "65534", path.to_str().unwrap(), "info"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("a stand-in answered"), "{out}");
+    assert!(squatter.received() > 0);
 }
 
 #[test]
