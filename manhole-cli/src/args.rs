@@ -17,12 +17,16 @@ Examples:
 
 Exit status:
   0  the session or every command went well
-  1  a command failed, or the connection broke
+  1  a command failed, the connection broke, or the process sent more than the
+     client takes (an opening of 32 MiB without its prompt, an answer of 64 MiB
+     without its end: not a manhole, or a broken one)
   2  usage error
   3  no such process, or no socket (or only a stale one) where it should be
-  4  access refused (not the process's user or root), too many sessions, or the
-     socket is served by another process or user than asked for (not trusted)
-  5  timed out waiting for the socket after the signal";
+  4  access refused (not the process's user or root), too many sessions, the
+     socket is served by another process or user than asked for (not trusted),
+     or the signal to send would kill the process (it has no handler; --force)
+  5  timed out: waiting for the socket after the signal (or -w), for a listener
+     too busy to accept, or for the opening (--opening-timeout)";
 
 /// Connect to the manhole of a running Rust process.
 #[derive(Debug, Parser)]
@@ -46,6 +50,20 @@ pub(crate) struct Cli {
     /// Send this signal before connecting: a name with or without SIG, or a number
     #[arg(short = 's', long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub(crate) signal: Option<manhole::Signal>,
+
+    /// Also trust a listener of this uid (as root, to connect by path to a service that runs
+    /// as another user; by PID, the process's own uid is checked instead)
+    #[arg(long, value_name = "UID")]
+    pub(crate) trust_uid: Option<u32>,
+
+    /// Seconds to wait for the opening (stack dump and banner) after connecting
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub(crate) opening_timeout: Duration,
+
+    /// Send the signal even if the process does not handle it (its default action may kill
+    /// or stop it)
+    #[arg(long)]
+    pub(crate) force: bool,
 
     /// Wait up to the timeout for the socket to appear (opened by something other than a
     /// signal sent here: a trigger file, an admin endpoint)
@@ -71,9 +89,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Sub {
-    /// This user's manholes under /tmp: pid, program, socket, and whether it is live or stale
+    /// This user's manholes under /tmp (everyone's, for root): pid, uid, program, whether it
+    /// is live or stale, socket
     List {
-        /// Remove the stale sockets (of processes that are gone) this user owns
+        /// Remove the stale sockets (nothing listens: the process is gone) this user owns (any
+        /// user's, for root); only sockets, never files, directories or symlinks
         #[arg(long)]
         clean: bool,
         /// Print a JSON array
@@ -91,6 +111,20 @@ impl Cli {
             (true, _, _) => Some(manhole::Signal::USR1),
             (_, true, _) => Some(manhole::Signal::USR2),
             (_, _, signal) => signal,
+        }
+    }
+}
+
+impl Cli {
+    /// The manhole option that would make the process handle `signal`, as the user asked.
+    pub(crate) fn trigger_option(&self, signal: manhole::Signal) -> String {
+        let short = signal.name().trim_start_matches("SIG").to_owned();
+        if self.usr1 {
+            format!("activate_on={short}")
+        } else if self.usr2 {
+            format!("oneshot_on={short}")
+        } else {
+            format!("activate_on={short} or oneshot_on={short}")
         }
     }
 }

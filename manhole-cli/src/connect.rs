@@ -27,6 +27,49 @@ pub(crate) fn resolve(target: &str) -> Result<(PathBuf, Option<i32>), Failure> {
     }
 }
 
+/// Refuses to send `signal` to a process whose default action for it would kill or stop it:
+/// a manhole configured with `activate_on`/`oneshot_on` for that signal has a handler for it
+/// (`SigCgt` in `/proc/PID/status`); a process without one is the wrong process, or manhole
+/// is not configured that way, and the signal would take it down. Signals whose default is to
+/// do nothing (CHLD, CONT, URG, WINCH) and ignored ones are harmless and let through.
+pub(crate) fn check_signal(pid: i32, signal: manhole::Signal, trigger: &str) -> Result<(), Failure> {
+    use crate::proc::Disposition;
+    let raw = signal.as_raw();
+    if [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH].contains(&raw) {
+        return Ok(());
+    }
+    let effect = if [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&raw) {
+        "stop (freeze) it"
+    } else {
+        "kill it"
+    };
+    let disposition = match crate::proc::disposition(pid, raw) {
+        Ok(disposition) => disposition,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(Failure::new(exit::NO_TARGET, format!("no process {pid}")));
+        }
+        Err(err) => {
+            return Err(Failure::new(
+                exit::REFUSED,
+                format!(
+                    "cannot tell whether process {pid} handles {signal} (/proc/{pid}/status: {err}); \
+                     sending it could {effect}; use --force to send anyway"
+                ),
+            ));
+        }
+    };
+    match disposition {
+        Disposition::Caught | Disposition::Ignored => Ok(()),
+        Disposition::Default => Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "process {pid} does not handle {signal}: sending it would {effect}; manhole is probably \
+                 not configured with {trigger}; use --force to send anyway"
+            ),
+        )),
+    }
+}
+
 /// Sends `signal` to `pid`.
 pub(crate) fn send_signal(pid: i32, signal: manhole::Signal) -> Result<(), Failure> {
     // SAFETY: kill(2) has no memory preconditions.
@@ -111,11 +154,36 @@ pub(crate) fn connect(path: &Path, timeout: Duration, waiting: bool) -> Result<U
     }
 }
 
-/// Makes sure the process at the other end is the one asked for: by PID, that very process;
-/// in any case, one of this user's (or root's, whom every user's client trusts). Anyone can
-/// create `/tmp/manhole-PID` before that process does; a client that trusted it would show a
-/// stranger's output as the process's and could hand them what is typed.
-pub(crate) fn verify_peer(stream: &UnixStream, path: &Path, pid: Option<i32>) -> Result<(), Failure> {
+/// The process a PID target names: its pid and its start time, read before connecting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) pid: i32,
+    started: u64,
+}
+
+impl Target {
+    /// Reads who `pid` is now, before anything is sent to it or read from its socket.
+    pub(crate) fn identify(pid: i32, path: &Path) -> Result<Target, Failure> {
+        match crate::proc::start_time(pid) {
+            Ok(started) => Ok(Target { pid, started }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(Failure::new(
+                exit::NO_TARGET,
+                format!(
+                    "no process {pid}; not connecting to {}, whoever listens there",
+                    path.display()
+                ),
+            )),
+            Err(err) => Err(Failure::new(
+                exit::REFUSED,
+                format!("cannot tell who process {pid} is (/proc/{pid}/stat: {err}); not connecting"),
+            )),
+        }
+    }
+}
+
+/// The kernel's record of who listens at the other end of `stream` (`SO_PEERCRED`: the
+/// process that called `listen()` and its effective uid then).
+fn peer_credentials(stream: &UnixStream, path: &Path) -> Result<libc::ucred, Failure> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred {
         pid: 0,
@@ -143,29 +211,69 @@ pub(crate) fn verify_peer(stream: &UnixStream, path: &Path, pid: Option<i32>) ->
             ),
         ));
     }
+    Ok(cred)
+}
+
+/// Makes sure the process at the other end is one to trust, before a byte is read or sent.
+///
+/// Always: the listener is of the caller's uid or root's (or `trusted`, as the user said),
+/// whoever the caller is (root too:
+/// anyone can create `/tmp/manhole-PID` before that process does, and a root client that
+/// believed it would hand a stranger what root types).
+///
+/// Given a PID (`target`), also: that process called `listen()` (`SO_PEERCRED`'s pid), it
+/// runs as the listener's uid (or the listener is root's), and it is still the same process
+/// (its start time unchanged since before connecting). The pid alone is not enough: it names
+/// whoever called `listen()`, even after that process exited and the number was reused, and a
+/// listening socket outlives its creator in any child it was passed to.
+pub(crate) fn verify_peer(
+    stream: &UnixStream,
+    path: &Path,
+    target: Option<Target>,
+    trusted: Option<u32>,
+) -> Result<crate::wire::Peer, Failure> {
+    let cred = peer_credentials(stream, path)?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let shown = path.display();
-    if let Some(pid) = pid.filter(|pid| *pid != cred.pid) {
-        return Err(Failure::new(
-            exit::REFUSED,
-            format!(
+    let refuse = |why: String| Err(Failure::new(exit::REFUSED, format!("{why}; not connecting")));
+    if let Some(Target { pid, started }) = target {
+        if cred.pid != pid {
+            return refuse(format!(
                 "{shown} is served by process {} (uid {}), not by process {pid}: someone else may have \
-                 put it there; not connecting",
+                 put it there",
                 cred.pid, cred.uid
-            ),
+            ));
+        }
+        let gone = || {
+            refuse(format!(
+                "process {pid} exited or was replaced while connecting: its pid now names another \
+                 process, and {shown} is served by whoever inherited its socket"
+            ))
+        };
+        let euid = match crate::proc::euid(pid) {
+            Ok(euid) => euid,
+            Err(_) => return gone(),
+        };
+        if cred.uid != euid && cred.uid != 0 {
+            return refuse(format!(
+                "{shown} is served by uid {}, but process {pid} runs as uid {euid}: the process that \
+                 listened there is gone and its pid was reused, or someone else put it there",
+                cred.uid
+            ));
+        }
+        if crate::proc::start_time(pid).ok() != Some(started) {
+            return gone();
+        }
+    }
+    if cred.uid != me && cred.uid != 0 && Some(cred.uid) != trusted {
+        return refuse(format!(
+            "{shown} is served by process {} of uid {}, not by you (uid {me}) or root (if that \
+             user's service is expected there, --trust-uid {} connects)",
+            cred.pid, cred.uid, cred.uid
         ));
     }
-    if me != 0 && cred.uid != me && cred.uid != 0 {
-        return Err(Failure::new(
-            exit::REFUSED,
-            format!(
-                "{shown} is served by process {} of uid {}, not by you (uid {me}) or root; not connecting",
-                cred.pid, cred.uid
-            ),
-        ));
-    }
-    Ok(())
+    Ok(crate::wire::Peer { pid: cred.pid })
 }
 
 fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Failure {
@@ -208,6 +316,31 @@ fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Fa
             exit::REFUSED,
             format!("permission denied at {shown}; connect as the process's user or root"),
         ),
-        _ => Failure::new(exit::FAILED, format!("cannot connect to {shown}: {err}")),
+        io::ErrorKind::InvalidInput => Failure::new(
+            exit::USAGE,
+            format!(
+                "the socket path {shown} is too long ({} bytes; a Unix socket path takes at most 107)",
+                path.as_os_str().len()
+            ),
+        ),
+        _ => match err.raw_os_error() {
+            Some(libc::ENOTDIR) => Failure::new(
+                exit::NO_TARGET,
+                format!("no such socket {shown}: a part of the path is not a directory"),
+            ),
+            Some(libc::ELOOP) => Failure::new(
+                exit::NO_TARGET,
+                format!("no such socket {shown}: too many symbolic links on the way"),
+            ),
+            Some(libc::EPROTOTYPE) => Failure::new(
+                exit::NO_TARGET,
+                format!("{shown} is a datagram socket, not a stream socket like a manhole's"),
+            ),
+            Some(libc::EMFILE | libc::ENFILE) => Failure::new(
+                exit::FAILED,
+                format!("cannot connect to {shown}: no file descriptors left ({err})"),
+            ),
+            _ => Failure::new(exit::FAILED, format!("cannot connect to {shown}: {err}")),
+        },
     }
 }

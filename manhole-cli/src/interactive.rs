@@ -16,6 +16,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Config, Context, Editor, Helper};
 
+use crate::sanitize::Sanitizer;
+use crate::wire::{self, Peer};
 use crate::{Failure, exit};
 
 const PROMPT: &str = ">>> ";
@@ -68,39 +70,40 @@ fn history_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".manhole_history"))
 }
 
-fn io_failure(err: impl std::fmt::Display) -> Failure {
-    Failure::new(exit::FAILED, format!("the connection broke: {err}"))
-}
-
 /// Asks the session, in machine mode, for the exposed names; leaves it in text mode at a prompt.
-fn exposed_names(stream: &UnixStream, reader: &mut BufReader<UnixStream>) -> Result<Vec<String>, Failure> {
+/// Names with characters a terminal would obey are left out of completion.
+fn exposed_names(
+    stream: &UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    peer: Peer,
+) -> Result<Vec<String>, Failure> {
     let mut writer = stream;
     writer
         .write_all(b"machine\nvars\nmachine off\n")
-        .map_err(io_failure)?;
-    let mut line = String::new();
+        .map_err(|e| peer.broke(&e))?;
     let mut documents = Vec::new();
     for _ in 0..3 {
-        line.clear();
-        reader.read_line(&mut line).map_err(io_failure)?;
-        documents.push(serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default());
+        let line = wire::read_document(reader, peer)?.unwrap_or_default();
+        documents.push(serde_json::from_slice::<serde_json::Value>(&line).unwrap_or_default());
     }
     // `machine off` ends with the text prompt again.
     let mut prompt = [0u8; 4];
-    reader.read_exact(&mut prompt).map_err(io_failure)?;
+    reader.read_exact(&mut prompt).map_err(|e| peer.broke(&e))?;
     Ok(documents[1]["data"]
         .as_array()
         .map(|items| {
             items
                 .iter()
-                .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                .filter_map(|i| i["name"].as_str())
+                .filter(|name| !name.chars().any(char::is_control))
+                .map(str::to_owned)
                 .collect()
         })
         .unwrap_or_default())
 }
 
-pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Result<u8, Failure> {
-    let exposed = exposed_names(&stream, &mut reader)?;
+pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>, peer: Peer) -> Result<u8, Failure> {
+    let exposed = exposed_names(&stream, &mut reader, peer)?;
     let config = Config::builder()
         .max_history_size(HISTORY_SIZE)
         .map_err(|e| Failure::new(exit::FAILED, e.to_string()))?
@@ -121,7 +124,7 @@ pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Resu
             Ok(line) => {
                 let mut writer = &stream;
                 if let Err(e) = writer.write_all(format!("{line}\n").as_bytes()) {
-                    break Err(io_failure(e));
+                    break Err(peer.broke(&e));
                 }
                 if matches!(line.trim(), "quit" | "exit") {
                     break Ok(exit::OK);
@@ -129,7 +132,7 @@ pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>) -> Resu
                 // Only a `watch` waits for a key; otherwise what is typed meanwhile stays in the
                 // terminal for the next prompt.
                 let watching = line.split_whitespace().next() == Some("watch");
-                match relay_until_prompt(&stream, &mut reader, watching) {
+                match relay_until_prompt(&stream, &mut reader, watching, peer) {
                     Ok(Relayed::Prompt) => {}
                     Ok(Relayed::Closed | Relayed::PromptThenLeave) => break Ok(exit::OK),
                     Err(e) => break Err(e),
@@ -161,18 +164,35 @@ enum Relayed {
     Closed,
 }
 
-/// Prints what the server sends until its next prompt (which the editor shows instead). With
-/// `watching`, a line typed meanwhile (Enter, to stop a `watch`) is passed on.
+/// Prints what the server sends until its next prompt (which the editor shows instead), with
+/// terminal controls shown escaped (see `sanitize`). With `watching`, a line typed meanwhile
+/// (Enter, to stop a `watch`) is passed on.
+///
+/// The prompt is the one the server waits after: `>>> ` at the end of what arrived, with
+/// nothing more right behind it. A `\n>>> ` inside a reply (a file name can hold one) is
+/// followed by the rest of the reply and does not end it.
 fn relay_until_prompt(
     stream: &UnixStream,
     reader: &mut BufReader<UnixStream>,
     watching: bool,
+    peer: Peer,
 ) -> Result<Relayed, Failure> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut leave = false;
     let mut stopped = false;
     let mut held: Vec<u8> = Vec::new(); // a possible prompt not yet shown
     let mut out = io::stdout();
+    let mut sanitizer = Sanitizer::new();
+    let mut shown = String::new();
+    let mut show = |bytes: &[u8], last: bool| {
+        shown.clear();
+        sanitizer.push(bytes, &mut shown);
+        if last {
+            sanitizer.finish(&mut shown);
+        }
+        let _ = out.write_all(shown.as_bytes());
+        let _ = out.flush();
+    };
     let mut buf = [0u8; 16 * 1024];
     loop {
         if reader.buffer().is_empty() {
@@ -189,7 +209,7 @@ fn relay_until_prompt(
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(io_failure(e)),
+                Err(e) => return Err(peer.broke(&io::Error::from(e))),
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                 let mut typed = [0u8; 256];
@@ -210,17 +230,19 @@ fn relay_until_prompt(
                 continue;
             }
         }
-        let n = reader.read(&mut buf).map_err(io_failure)?;
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(peer.broke(&e)),
+        };
         if n == 0 {
-            let _ = out.write_all(&held);
-            let _ = out.flush();
+            show(&held, true);
             return Ok(Relayed::Closed);
         }
         held.extend_from_slice(&buf[..n]);
-        if held.ends_with(PROMPT.as_bytes()) {
+        if held.ends_with(PROMPT.as_bytes()) && !more_is_waiting(reader) {
             held.truncate(held.len() - PROMPT.len());
-            let _ = out.write_all(&held);
-            let _ = out.flush();
+            show(&held, true);
             if stopped {
                 swallow_late_prompt(reader);
             }
@@ -235,11 +257,21 @@ fn relay_until_prompt(
             .rev()
             .find(|k| held.ends_with(&PROMPT.as_bytes()[..*k]))
             .unwrap_or(0);
-        let shown = held.len() - keep;
-        let _ = out.write_all(&held[..shown]);
-        let _ = out.flush();
-        held.drain(..shown);
+        let upto = held.len() - keep;
+        show(&held[..upto], false);
+        held.drain(..upto);
     }
+}
+
+/// Whether more of the reply has already arrived behind what was read.
+fn more_is_waiting(reader: &BufReader<UnixStream>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if !reader.buffer().is_empty() {
+        return true;
+    }
+    let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
 }
 
 /// After a stop line: if the watch had ended on its own just before, the server took the line

@@ -16,7 +16,10 @@ mod args;
 mod connect;
 mod interactive;
 mod list;
+mod proc;
 mod run;
+mod sanitize;
+mod wire;
 
 /// The documented exit codes (see `--help`).
 pub(crate) mod exit {

@@ -1,12 +1,16 @@
 //! manhole-cli against manholes hosted by this test binary: the test process itself (always-on,
 //! installed once) and, for signals, a copy of this binary started as a one-shot host.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use support::{run, run_as_nobody};
 
 /// Installs manhole in this process once, at its default path.
 fn host() -> &'static PathBuf {
@@ -22,59 +26,10 @@ fn host() -> &'static PathBuf {
     })
 }
 
-/// Runs the client with `input` on stdin; kills it if it hangs.
-fn run(args: &[&str], input: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start manhole-cli");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let pid = child.id();
-    let (finished, watch) = std::sync::mpsc::channel::<()>();
-    let guard = std::thread::spawn(move || {
-        if watch.recv_timeout(Duration::from_secs(20)).is_err() {
-            // SAFETY: the child is still unreaped (wait_with_output has not returned).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = finished.send(());
-    guard.join().expect("guard");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// About 18 KB of two-, three- and four-byte characters: larger than any single read, so some
 /// character is bound to arrive split across two.
 fn big_text() -> String {
     format!("<{}>", "é€😀".repeat(2000))
-}
-
-/// Runs the client as uid and gid 65534 (nobody); needs root. Returns its status and stderr.
-fn run_as_nobody(args: &[&str]) -> (Option<i32>, String) {
-    use std::os::unix::process::CommandExt;
-    let out = Command::new(env!("CARGO_BIN_EXE_manhole-cli"))
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run as nobody");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn me() -> String {
@@ -178,6 +133,12 @@ fn exit_codes_say_what_went_wrong() {
     );
 }
 
+/// Runs as a stand-in listener when `support::Fake::start` starts this binary.
+#[test]
+fn fake_listener_main() {
+    support::fake_listener_main();
+}
+
 /// Runs as a second host, configured by `MANHOLE_CLI_TEST_HOST` (`oneshot`: on SIGUSR2;
 /// `activate`: listening from SIGUSR1 on; `one-session`: always on, one session at a time), when `other_host` starts this binary.
 #[test]
@@ -273,6 +234,49 @@ fn signal_then_wait_against_an_activate_on_service() {
 }
 
 #[test]
+fn a_signal_the_process_does_not_handle_is_not_sent_unless_forced() {
+    use std::os::unix::process::ExitStatusExt;
+    // A process without manhole: SIGUSR1 or SIGUSR2 would kill it, SIGTSTP stop it.
+    let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let pid = sleeper.id().to_string();
+    for (flag, signal, option, effect) in [
+        ("-2", "SIGUSR2", "oneshot_on=USR2", "kill it"),
+        ("-1", "SIGUSR1", "activate_on=USR1", "kill it"),
+        (
+            "-sTSTP",
+            "SIGTSTP",
+            "activate_on=TSTP or oneshot_on=TSTP",
+            "stop (freeze) it",
+        ),
+    ] {
+        let (code, _, err) = run(&[flag, "-t", "0.3", &pid, "info"], "");
+        assert_eq!(code, Some(4), "{err}");
+        assert!(
+            err.contains(&format!(
+                "process {pid} does not handle {signal}: sending it would {effect}; manhole is \
+                 probably not configured with {option}; use --force to send anyway"
+            )),
+            "{err}"
+        );
+        assert!(
+            sleeper.try_wait().expect("wait").is_none(),
+            "{signal} was not sent"
+        );
+    }
+    // An always-on manhole has no SIGUSR2 handler either; it goes on serving.
+    let host = OtherHost::start("one-session");
+    let (code, _, err) = run(&["-2", &host.pid(), "info"], "");
+    assert_eq!(code, Some(4), "{err}");
+    let (code, out, err) = run(&[&host.pid(), "info"], "");
+    assert_eq!(code, Some(0), "the host lives: {err}");
+    assert!(out.contains(&format!("pid         {} ", host.pid())), "{out}");
+    // Forced, it is sent (and does what it does).
+    let (code, _, err) = run(&["--force", "-2", "-t", "0.3", &pid, "info"], "");
+    assert_eq!(code, Some(5), "sent, and no socket appeared: {err}");
+    assert_eq!(sleeper.wait().expect("wait").signal(), Some(libc::SIGUSR2));
+}
+
+#[test]
 fn a_full_house_is_refused_with_status_4() {
     use std::io::Read;
     let host = OtherHost::start("one-session");
@@ -312,9 +316,7 @@ fn a_socket_someone_else_put_at_the_path_is_not_trusted() {
 
 #[test]
 fn a_socket_served_by_another_user_is_not_trusted() {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !support::is_root() {
         eprintln!("skipped: serving and connecting as two other users needs root");
         return;
     }
@@ -322,53 +324,30 @@ fn a_socket_served_by_another_user_is_not_trusted() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let path = dir.join("app.sock");
-    // A listener of uid 65533 that anyone may connect to.
-    let mut server = match Command::new("socat")
-        .arg(format!("UNIX-LISTEN:{},mode=777,fork", path.display()))
-        .arg("SYSTEM:echo hello")
-        .stderr(Stdio::null()) // it complains when the client hangs up unread
-        .uid(65533)
-        .gid(65533)
-        .spawn()
-    {
-        Ok(server) => server,
-        Err(e) => panic!("socat is needed (apt-get install socat): {e}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "socat never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (code, err) = run_as_nobody(&[path.to_str().unwrap(), "info"]);
+    // A listener of uid 65533 that anyone may connect to, answering like a manhole.
+    let mut server = support::Fake::start("mimic", &dir.join("app.sock"), Some(65533));
+    let (code, err) = run_as_nobody(&[server.path.to_str().unwrap(), "info"]);
     assert_eq!(code, Some(4), "{err}");
     assert!(
         err.contains("of uid 65533, not by you (uid 65534) or root"),
         "{err}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    assert_eq!(server.received(), 0, "nothing was sent to it");
+    drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Held by the tests that run `list --clean`: one would remove the other's stale sockets.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
+    let _alone = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
     let live = host();
     let stale = PathBuf::from("/tmp/manhole-3999999");
     let _ = std::fs::remove_file(&stale);
     drop(UnixListener::bind(&stale).expect("bind"));
-    // Another user's stale socket: not ours to show or remove. Making one takes root.
-    let foreign = PathBuf::from("/tmp/manhole-3999997");
-    let _ = std::fs::remove_file(&foreign);
-    drop(UnixListener::bind(&foreign).expect("bind"));
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
-    } else {
-        std::fs::remove_file(&foreign).expect("remove");
-    }
-    let (code, out, _) = run(&["list"], "");
+    let (code, out, err) = run(&["list"], "");
     assert_eq!(code, Some(0));
     let row = |path: &PathBuf| {
         out.lines()
@@ -377,6 +356,11 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     };
     assert!(row(live).is_some_and(|r| r.contains(" live ")), "{out}");
     assert!(row(&stale).is_some_and(|r| r.contains(" stale ")), "{out}");
+    assert!(
+        err.contains("stale socket") && err.contains("`manhole-cli list --clean` removes"),
+        "says how many are stale and what removes them: {err}"
+    );
+    assert!(stale.exists(), "only --clean removes");
     let (_, json, _) = run(&["list", "--json"], "");
     let parsed: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
     assert!(
@@ -394,14 +378,86 @@ fn list_shows_live_and_stale_manholes_and_cleans_the_stale_ones() {
     );
     assert!(!stale.exists());
     assert!(live.exists(), "live sockets are kept");
-    assert!(
-        !out.contains("3999997"),
-        "another user's socket is not listed: {out}"
-    );
-    if root {
-        assert!(foreign.exists(), "another user's socket is left alone");
-        std::fs::remove_file(&foreign).expect("remove");
+}
+
+#[test]
+fn list_clean_removes_only_stale_sockets_its_caller_may() {
+    use std::os::unix::fs::symlink;
+    if !support::is_root() {
+        eprintln!("skipped: sockets of other users need root");
+        return;
     }
+    let _alone = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
+    let at = |n: u32| PathBuf::from(format!("/tmp/manhole-{n}"));
+    for n in 3999990..3999998 {
+        let _ = std::fs::remove_file(at(n));
+        let _ = std::fs::remove_dir(at(n));
+    }
+    // Another user's stale socket, and root's own.
+    let foreign = at(3999997);
+    drop(UnixListener::bind(&foreign).expect("bind"));
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    let roots = at(3999996);
+    drop(UnixListener::bind(&roots).expect("bind"));
+    // No sockets: a file, a directory, a symlink to a stale socket.
+    let file = at(3999995);
+    std::fs::write(&file, "not a socket").unwrap();
+    let dir = at(3999994);
+    std::fs::create_dir(&dir).unwrap();
+    let pointed = std::env::temp_dir().join(format!("mh-cli-pointed-{}", me()));
+    let _ = std::fs::remove_file(&pointed);
+    drop(UnixListener::bind(&pointed).expect("bind"));
+    let link = at(3999993);
+    symlink(&pointed, &link).unwrap();
+    // A live socket that /proc/net/unix shows under another name (bound by a relative path):
+    // connecting shows it is live.
+    let relative = support::Fake::start("silent", std::path::Path::new("manhole-3999992"), None);
+    let live = at(3999992);
+
+    // Another user cleans only their own: root's stale socket stays.
+    let (code, err) = run_as_nobody(&["list", "--clean"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("removed stale {}", foreign.display())),
+        "{err}"
+    );
+    assert!(!err.contains(&roots.display().to_string()), "{err}");
+    assert!(roots.exists());
+
+    drop(UnixListener::bind(&foreign).expect("bind"));
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    let (code, out, _) = run(&["list"], "");
+    assert_eq!(code, Some(0));
+    let row = |path: &PathBuf| out.lines().find(|l| l.ends_with(&path.display().to_string()));
+    assert!(
+        row(&foreign).is_some_and(|r| r.contains(" 65534 ") && r.contains(" stale ")),
+        "{out}"
+    );
+    assert!(row(&live).is_some_and(|r| r.contains(" live ")), "{out}");
+    for not_a_socket in [&file, &dir, &link] {
+        assert!(row(not_a_socket).is_none(), "{out}");
+    }
+    let (code, _, err) = run(&["list", "--clean"], "");
+    assert_eq!(code, Some(0));
+    for removed in [&foreign, &roots] {
+        assert!(
+            err.contains(&format!("removed stale {}", removed.display())),
+            "{err}"
+        );
+        assert!(!removed.exists(), "root removes anyone's stale socket");
+    }
+    for kept in [&file, &dir, &link, &pointed, &live] {
+        assert!(
+            std::fs::symlink_metadata(kept).is_ok(),
+            "{} is kept: {err}",
+            kept.display()
+        );
+    }
+    drop(relative);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&pointed).unwrap();
 }
 
 #[test]
@@ -633,6 +689,37 @@ fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
     pty.type_keys("\x04");
     assert_eq!(pty.finish().code(), Some(0));
     std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn interactive_output_shows_terminal_controls_instead_of_obeying_them() {
+    let dir = test_home("hostile");
+    let fake = support::Fake::start("hostile", &dir.join("app.sock"), None);
+    let mut pty = Pty::start(&[fake.path.to_str().unwrap()], &dir);
+    let opening = pty.expect("Type \"help\" for commands.");
+    assert!(opening.contains(r#"Thread 7 "\x1b]0;owned\x07""#), "{opening:?}");
+    assert!(
+        opening.contains("\\x1b[2J") && !opening.contains("\x1b[2J") && !opening.contains("\x1b]0;"),
+        "{opening:?}"
+    );
+    pty.expect(">>> ");
+    pty.type_keys("fds\r");
+    let answer = pty.expect("4 -> /tmp/end");
+    assert!(
+        answer.contains(r"3 -> /tmp/\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}gpj.exe"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains(['\u{9b}', '\u{202e}', '\x07']), "{answer:?}");
+    // The prompt forged where a 16 KiB read ends did not end the answer early: the rest of
+    // it came before the real prompt, and the session is still in step.
+    assert!(answer.contains("\n>>> set LIMIT 0"), "{answer:?}");
+    let rest = pty.expect(">>> ");
+    // (then the editor's own controls, before its prompt)
+    assert!(rest.starts_with("\\rforged\r\n"), "{rest:?}");
+    pty.type_keys("\x04");
+    assert_eq!(pty.finish().code(), Some(0));
+    drop(fake);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
