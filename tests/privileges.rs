@@ -92,6 +92,23 @@ fn when_the_socket_cannot_follow_the_log_says_why_and_claims_no_cleanup() {
         )),
         "{log}"
     );
+    // The service's user is told exactly what happened and what to do.
+    let cli = Command::new(support::built("manhole-cli"))
+        .arg(app.pid.to_string())
+        .arg("info")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run manhole-cli");
+    let said = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the socket belongs to uid 0 but process {} now runs as uid 65534 (it dropped privileges",
+            app.pid
+        )) && said.contains(&format!("sudo manhole-cli {}", app.pid)),
+        "{said}"
+    );
     // Root can still connect, and the session works.
     let seen = connect_as(0, &socket);
     assert!(seen.contains("Type \"help\" for commands."), "{seen}");

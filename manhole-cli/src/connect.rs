@@ -276,6 +276,39 @@ pub(crate) fn verify_peer(
     Ok(crate::wire::Peer { pid: cred.pid })
 }
 
+/// Why a connect was refused by the socket's permissions, as precisely as can be told: the
+/// socket's owner, and (for `/tmp/manhole-<pid>`) whether that process now runs as someone else,
+/// which is what happens when a daemon drops privileges after installing manhole as root.
+fn permission_denied(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return format!("permission denied at {shown}; connect as the process's user or root");
+    };
+    let owner = meta.uid();
+    let pid = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("manhole-"))
+        .and_then(|p| p.parse::<i32>().ok());
+    if let Some(pid) = pid
+        && let Ok(now) = crate::proc::euid(pid)
+        && now != owner
+    {
+        return format!(
+            "cannot connect to {shown}: the socket belongs to uid {owner} but process {pid} now runs as uid {now} \
+             (it dropped privileges after installing manhole, and the socket could not be re-created); \
+             connect as root (sudo manhole-cli {pid}), or give the program a socket_path in a directory uid {now} owns"
+        );
+    }
+    format!(
+        "permission denied at {shown}: the socket belongs to uid {owner} and you are uid {me}; connect as uid \
+         {owner} or root"
+    )
+}
+
 fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Failure {
     let shown = path.display();
     match err.kind() {
@@ -312,10 +345,7 @@ fn explain(path: &Path, err: &io::Error, waiting: bool, timeout: Duration) -> Fa
                 timeout.as_secs_f64()
             ),
         ),
-        io::ErrorKind::PermissionDenied => Failure::new(
-            exit::REFUSED,
-            format!("permission denied at {shown}; connect as the process's user or root"),
-        ),
+        io::ErrorKind::PermissionDenied => Failure::new(exit::REFUSED, permission_denied(path)),
         io::ErrorKind::InvalidInput => Failure::new(
             exit::USAGE,
             format!(
