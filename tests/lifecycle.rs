@@ -9,7 +9,10 @@ use std::process::Command;
 use support::{App, Client, PATIENCE, testapp, unique_socket, wait_until};
 
 fn listeners(app: &App) -> usize {
-    app.thread_names().iter().filter(|n| *n == "manhole").count()
+    app.thread_names()
+        .iter()
+        .filter(|n| *n == "manhole" || n.starts_with("manhole-on-") || n.starts_with("manhole-1x-"))
+        .count()
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! Benchmarks: `stacks` (all-thread dump, against eu-stack and gdb when installed), `idle`
 //! (wake-ups of manhole's threads), `install` (time and memory), `roundtrip` (command round trips
 //! on one connection and on 16), `throughput` (the program's CPU-bound work while a client dumps
-//! stacks at 10 Hz), `size` (bytes manhole adds to a binary). Each runs fresh processes of this
+//! stacks at 10 Hz), `memory` (RSS of the first and a warm dump, and after the last session),
+//! `size` (bytes manhole adds to a binary). Each runs fresh processes of this
 //! binary (`serve N`, `install-probe`, …); nothing is measured inside `cargo test`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 mod idle;
 mod install;
+mod memory;
 mod report;
 mod roundtrip;
 mod size;
@@ -27,7 +29,15 @@ mod throughput;
 mod workload;
 
 /// The benchmarks, in the order they run.
-const BENCHMARKS: [&str; 6] = ["stacks", "idle", "install", "roundtrip", "throughput", "size"];
+const BENCHMARKS: [&str; 7] = [
+    "stacks",
+    "idle",
+    "install",
+    "memory",
+    "roundtrip",
+    "throughput",
+    "size",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,6 +80,7 @@ fn main() {
             "stacks" => stacks::run(&mut report),
             "idle" => idle::run(&mut report),
             "install" => install::run(&mut report),
+            "memory" => memory::run(&mut report),
             "roundtrip" => roundtrip::run(&mut report),
             "throughput" => throughput::run(&mut report),
             _ => size::run(&mut report),

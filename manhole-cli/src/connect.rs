@@ -43,6 +43,45 @@ pub(crate) fn check_signal(pid: i32, signal: manhole::Signal, trigger: &str) -> 
     } else {
         "kill it"
     };
+    // A manhole names its listener thread after what opens it (see manhole's server.rs); its
+    // handlers for fatal signals (which remove the socket on death) make every such signal look
+    // caught, so where manhole runs, the thread's name decides.
+    let threads = crate::proc::thread_names(pid).unwrap_or_default();
+    let listeners: Vec<&String> = threads
+        .iter()
+        .filter(|n| n.as_str() == "manhole" || n.starts_with("manhole-on-") || n.starts_with("manhole-1x-"))
+        .collect();
+    if listeners
+        .iter()
+        .any(|n| **n == format!("manhole-on-{raw}") || **n == format!("manhole-1x-{raw}"))
+    {
+        return Ok(());
+    }
+    if !listeners.is_empty() {
+        let opens_on: Vec<String> = listeners
+            .iter()
+            .filter_map(|n| {
+                let number: i32 = n
+                    .strip_prefix("manhole-on-")
+                    .or_else(|| n.strip_prefix("manhole-1x-"))?
+                    .parse()
+                    .ok()?;
+                manhole::Signal::from_raw(number).ok().map(|s| s.name())
+            })
+            .collect();
+        let how = if opens_on.is_empty() {
+            format!("it is not opened by a signal (connect without -1/-2/-s: manhole-cli {pid})")
+        } else {
+            format!("it opens on {} instead", opens_on.join(", "))
+        };
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "process {pid} runs manhole, but not with {trigger}: {how}; sending {signal} would {effect} \
+                 (use --force to send anyway)"
+            ),
+        ));
+    }
     let disposition = match crate::proc::disposition(pid, raw) {
         Ok(disposition) => disposition,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {

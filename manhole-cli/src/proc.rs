@@ -77,6 +77,18 @@ fn malformed(file: &str) -> io::Error {
     )
 }
 
+/// The names of the threads of `pid` (their `comm`), as text.
+pub(crate) fn thread_names(pid: i32) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(entry) = entry else { continue };
+        if let Ok(name) = std::fs::read(entry.path().join("comm")) {
+            names.push(String::from_utf8_lossy(name.trim_ascii_end()).into_owned());
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,18 @@ pub(crate) fn keep_session_panics_to_sessions() {
 }
 
 /// Spawns a named manhole thread that blocks `mask` from its first instruction.
+/// The listener thread's name, which says what opens it: `manhole` (always on, or
+/// `handle_oneshot` only), `manhole-on-N` (`activate_on` signal N), `manhole-1x-N` (`oneshot_on`
+/// signal N). `manhole-cli -1/-2/-s` reads it before sending a signal: manhole's own handlers for
+/// fatal signals (which remove the socket) make every such signal look caught.
+fn listener_name(mode: Mode) -> String {
+    match mode {
+        Mode::ActivateOn(signal) => format!("manhole-on-{}", signal.as_raw()),
+        Mode::Oneshot(Some(signal)) => format!("manhole-1x-{}", signal.as_raw()),
+        Mode::Always | Mode::Oneshot(None) => "manhole".to_owned(),
+    }
+}
+
 fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
     sys::with_signals_blocked(mask, || thread::Builder::new().name(name.to_owned()).spawn(body))
 }
@@ -210,7 +222,7 @@ impl Server {
             }
             (_, Some(trigger)) => {
                 let timeout = options.oneshot_timeout;
-                spawn("manhole", &server.sigmask, move || {
+                spawn(&listener_name(mode), &server.sigmask, move || {
                     activation::run_dormant(worker, trigger, wake_rx, timeout)
                 })
             }
