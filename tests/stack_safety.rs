@@ -184,3 +184,29 @@ fn memory_returns_to_where_it_was_after_the_last_session() {
         rss_kib(app.pid)
     );
 }
+
+#[test]
+fn memory_returns_after_a_dump_the_program_asked_for_itself() {
+    let mut app = host("plain");
+    let before = rss_kib(app.pid);
+    let length: u64 = app.ask("dump").parse().expect("a length");
+    assert!(length > 100, "a dump came back");
+    let loaded = rss_kib(app.pid);
+    assert!(
+        loaded > before + 4096,
+        "the dump loaded debug info: {before} -> {loaded} KiB"
+    );
+    let settled = wait_until(PATIENCE, || rss_kib(app.pid) <= before + 4096);
+    assert!(
+        settled,
+        "RSS {} KiB after the program's own dump, {before} KiB before",
+        rss_kib(app.pid)
+    );
+    assert!(
+        wait_until(PATIENCE, || !app
+            .thread_names()
+            .iter()
+            .any(|n| n == "manhole-release")),
+        "the waiting thread is gone"
+    );
+}

@@ -159,13 +159,19 @@ pub use signal::{Signal, SignalSpec};
 /// Use it from the program itself, for example in a watchdog that logs where everything is
 /// when a request takes too long. It does not need [`install`].
 ///
+/// The first dump loads debug info (tens of MiB for a large program); what it loaded is kept
+/// for the next dump and given back 10 s after the last one, unless a session is open then
+/// (the last session's end gives it back).
+///
 /// ```
 /// let dump = manhole::dump_stacktraces();
 /// assert!(dump.starts_with("######### ProcessID="));
 /// assert!(dump.contains("\"main\""));
 /// ```
 pub fn dump_stacktraces() -> String {
-    stacks::dump_text(false)
+    let text = stacks::dump_text(false);
+    stacks::release_later();
+    text
 }
 
 /// Shows the calling thread under its full Rust name in stack dumps.

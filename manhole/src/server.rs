@@ -579,6 +579,7 @@ impl Server {
         let server = Arc::clone(self);
         let spawned = spawn("manhole-session", &self.sigmask, move || {
             IN_SESSION.with(|flag| flag.set(true));
+            let _in_use = crate::stacks::InUse::new();
             lock(&server.sessions)
                 .open
                 .entry(id)

@@ -68,13 +68,15 @@ fn main() {
     }
     println!("ready {}", socket.display());
     let _ = std::io::stdout().flush();
-    // Commands on stdin: `heartbeat`, `handler-calls`, `backtraces`; EOF ends the program.
+    // Commands on stdin: `heartbeat`, `handler-calls`, `backtraces`, `dump` (the program's own
+    // dump_stacktraces, answering its length); EOF ends the program.
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let answer = match line.trim() {
             "heartbeat" => HEARTBEAT.load(Ordering::Relaxed),
             "handler-calls" => PROGRAM_HANDLER_CALLS.load(Ordering::Relaxed),
             "backtraces" => BACKTRACES.load(Ordering::Relaxed),
+            "dump" => manhole::dump_stacktraces().len() as u64,
             _ => u64::MAX,
         };
         println!("{answer}");

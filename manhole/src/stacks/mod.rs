@@ -88,12 +88,90 @@ enum Raw {
 pub(crate) fn release_caches() {
     symbolize::release();
     #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-    unwind::release();
+    {
+        unwind::release();
+        sampler::release();
+    }
+}
+
+/// Sessions open now: while any is, caches are kept (the last one's end releases them).
+static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// When a dump outside any session last ran (milliseconds on the monotonic clock).
+static LAST_LONE_DUMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Whether a `manhole-release` thread is waiting to release the caches.
+static RELEASE_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long caches outlive a dump that no session asked for.
+const LONE_DUMP_GRACE: Duration = Duration::from_secs(10);
+
+/// Marks a session open for as long as the value lives.
+pub(crate) struct InUse(());
+
+impl InUse {
+    pub(crate) fn new() -> InUse {
+        IN_USE.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InUse(())
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        IN_USE.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// After a dump the program asked for itself ([`crate::dump_stacktraces`]): releases the caches
+/// [`LONE_DUMP_GRACE`] after the last such dump, unless a session is open then. One thread
+/// waits at a time and exits afterwards, so nothing wakes up while manhole is idle.
+pub(crate) fn release_later() {
+    use std::sync::atomic::Ordering;
+    LAST_LONE_DUMP.store(monotonic_ms(), Ordering::Release);
+    if RELEASE_PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let mask = sys::SignalSet::all_but_faults(stack_signal());
+    let spawned = sys::with_signals_blocked(&mask, || {
+        std::thread::Builder::new()
+            .name("manhole-release".into())
+            .spawn(|| {
+                loop {
+                    let last = LAST_LONE_DUMP.load(Ordering::Acquire);
+                    let due = last + LONE_DUMP_GRACE.as_millis() as u64;
+                    let now = monotonic_ms();
+                    if now < due {
+                        std::thread::sleep(Duration::from_millis(due - now));
+                        continue;
+                    }
+                    // Let a dump that starts from now on start a new wait.
+                    RELEASE_PENDING.store(false, Ordering::Release);
+                    if LAST_LONE_DUMP.load(Ordering::Acquire) != last {
+                        if RELEASE_PENDING.swap(true, Ordering::AcqRel) {
+                            return;
+                        }
+                        continue;
+                    }
+                    if IN_USE.load(Ordering::Acquire) == 0 {
+                        release_caches();
+                    }
+                    return;
+                }
+            })
+    });
+    if spawned.is_err() {
+        RELEASE_PENDING.store(false, Ordering::Release);
+    }
 }
 
 /// Makes manhole's dump state safe to use in a child forked at any moment (async-signal-safe).
 pub(crate) fn after_fork_in_child() {
     symbolize::after_fork_in_child();
+    // The parent's sessions and waiting thread are not this process's.
+    IN_USE.store(0, std::sync::atomic::Ordering::Relaxed);
+    RELEASE_PENDING.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Sets up in-process capture (the signal handler), on `requested` or a free real-time signal,
@@ -305,7 +383,7 @@ fn capture_others(
         statuses.insert(tid, status);
     }
     out.extend(
-        sampler::capture(&ask, DEADLINE)
+        sampler::capture(&ask, DEADLINE, unwind::walk)
             .into_iter()
             .map(|(tid, outcome)| (tid, raw_of(outcome))),
     );
@@ -318,7 +396,7 @@ fn capture_others(
             signalable(**tid, signal).is_some_and(|status| cannot_answer(&status, signal).is_none())
         });
         look_again = still;
-        for (tid, outcome) in sampler::capture(&now_free, DEADLINE) {
+        for (tid, outcome) in sampler::capture(&now_free, DEADLINE, unwind::walk) {
             out.insert(tid, raw_of(outcome));
         }
     }
@@ -326,11 +404,13 @@ fn capture_others(
 }
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn raw_of(outcome: sampler::Outcome) -> (Raw, Option<Duration>) {
+fn raw_of(outcome: sampler::Outcome<(Vec<Address>, Option<unwind::Cut>)>) -> (Raw, Option<Duration>) {
     use sampler::Outcome;
     let raw = match outcome {
-        Outcome::Captured { snapshot, pause } => {
-            let (frames, cut) = unwind::walk(snapshot.regs, &snapshot.stack);
+        Outcome::Captured {
+            walked: (frames, cut),
+            pause,
+        } => {
             return (Raw::Frames(frames, cut.map(|c| c.describe())), Some(pause));
         }
         Outcome::Skipped(why) if why == GONE => Raw::Gone,

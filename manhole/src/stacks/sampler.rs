@@ -492,16 +492,14 @@ pub(crate) struct Snapshot {
     pub(crate) regs: Registers,
     /// The bytes from `regs.sp` up.
     pub(crate) stack: Vec<u8>,
-    /// The thread's signal mask when it was interrupted.
-    #[allow(dead_code, reason = "recorded for the wait analysis of DESIGN.md §10")]
-    pub(crate) mask: u64,
 }
 
-/// What became of one thread's capture.
+/// What became of one thread's capture; `W` is what the caller made of its registers and
+/// stack copy (see [`capture`]).
 #[derive(Clone, Debug)]
-pub(crate) enum Outcome {
-    /// Its registers and stack were copied.
-    Captured { snapshot: Snapshot, pause: Duration },
+pub(crate) enum Outcome<W> {
+    /// Its registers and stack were copied, and walked into `walked`.
+    Captured { walked: W, pause: Duration },
     /// Not asked, with the reason.
     Skipped(String),
     /// Asked, but it did not answer before the deadline.
@@ -510,8 +508,42 @@ pub(crate) enum Outcome {
     Gone,
 }
 
-/// Serialises dumps: one at a time per process. Holds the generation of the last request.
-static DUMPS: ForkLock<u32> = ForkLock::new(0);
+/// What dumps keep between them; one dump at a time per process.
+struct DumpState {
+    /// The generation of the last request.
+    generation: u32,
+    /// Where handlers copy stacks, kept from one dump to the next (its pages stay faulted in,
+    /// so a handler's copy does not pay for page faults) until [`release`].
+    arena: Option<Arena>,
+}
+
+static DUMPS: ForkLock<DumpState> = ForkLock::new(DumpState {
+    generation: 0,
+    arena: None,
+});
+
+/// Gives back the stack copy buffers (called when no session needs them).
+pub(crate) fn release() {
+    let mut state = DUMPS.lock();
+    if state.inherited {
+        reset_slots();
+    }
+    if let Some(arena) = state.arena.take() {
+        arena.release(any_slot_writing());
+    }
+}
+
+/// Whether a late handler may still be writing into the arena.
+fn any_slot_writing() -> bool {
+    let mut index = 0;
+    while let Some(slot) = slot(index) {
+        if state_of(slot.state.load(Ordering::Acquire)) == WRITING {
+            return true;
+        }
+        index += 1;
+    }
+    false
+}
 
 /// Sends a request to `tid`.
 fn send(pid: i32, tid: i32, signal: i32, value: u64) -> io::Result<()> {
@@ -563,7 +595,7 @@ pub(crate) fn capture_self() -> Snapshot {
         }
     };
     stack.truncate(copied);
-    Snapshot { regs, stack, mask: 0 }
+    Snapshot { regs, stack }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -637,23 +669,33 @@ fn readable_mappings() -> Vec<(usize, usize)> {
     maps
 }
 
-/// Per-round memory the handlers write into: the mappings table, then one stack buffer per
-/// request. Unmapped after the round unless a handler might still be writing into it, in which
-/// case it is left mapped for good (a rare, bounded leak rather than a fault in the program).
+/// The most mappings the handlers search (a process with more is rare; past it, a stack whose
+/// mapping is not listed is copied up to the capacity by `process_vm_readv`, or not at all).
+const MAPS_CAP: usize = 64 * 1024;
+
+/// Memory the handlers write into: the mappings table, then one stack buffer per request.
+/// Kept from one dump to the next; unmapped by [`release`] unless a handler might still be
+/// writing into it, in which case it is left mapped for good (a rare, bounded leak rather than
+/// a fault in the program).
 struct Arena {
     base: *mut u8,
     len: usize,
     per_thread: usize,
-    maps_len: usize,
+    buffers: usize,
 }
+
+// SAFETY: the arena is plain memory owned by the dump state, used under the dump lock.
+unsafe impl Send for Arena {}
+
+const TABLE_BYTES: usize = MAPS_CAP * std::mem::size_of::<(usize, usize)>();
 
 impl Arena {
     /// Room for `threads` copies; the copy size is halved while the memory cannot be had.
-    fn new(threads: usize, maps: &[(usize, usize)]) -> Option<Arena> {
-        let table = std::mem::size_of_val(maps).next_multiple_of(4096);
+    fn new(threads: usize) -> Option<Arena> {
+        let buffers = threads.max(1).next_power_of_two().max(64);
         let mut per_thread = COPY_CAP;
         while per_thread >= COPY_MIN {
-            let len = table + threads.max(1) * per_thread;
+            let len = TABLE_BYTES + buffers * per_thread;
             // SAFETY: an anonymous private mapping with no address hint; the kernel picks the
             // address. MAP_NORESERVE: only the pages handlers write are ever backed.
             let base = unsafe {
@@ -667,15 +709,11 @@ impl Arena {
                 )
             };
             if base != libc::MAP_FAILED {
-                let base = base.cast::<u8>();
-                // SAFETY: the table fits in the first `table` bytes of the fresh mapping, which
-                // is suitably aligned (page-aligned) for (usize, usize).
-                unsafe { ptr::copy_nonoverlapping(maps.as_ptr(), base.cast::<(usize, usize)>(), maps.len()) };
                 return Some(Arena {
-                    base,
+                    base: base.cast(),
                     len,
                     per_thread,
-                    maps_len: maps.len(),
+                    buffers,
                 });
             }
             per_thread /= 2;
@@ -683,9 +721,17 @@ impl Arena {
         None
     }
 
+    /// Writes the mappings table (at most [`MAPS_CAP`] entries); returns how many it holds.
+    fn set_maps(&self, maps: &[(usize, usize)]) -> usize {
+        let count = maps.len().min(MAPS_CAP);
+        // SAFETY: the table region holds MAPS_CAP pairs at the page-aligned start of the
+        // mapping; no handler reads it now (the dump lock is held and no request is out).
+        unsafe { ptr::copy_nonoverlapping(maps.as_ptr(), self.base.cast::<(usize, usize)>(), count) };
+        count
+    }
+
     fn buffer(&self, index: usize) -> usize {
-        let table = (self.maps_len * std::mem::size_of::<(usize, usize)>()).next_multiple_of(4096);
-        self.base as usize + table + index * self.per_thread
+        self.base as usize + TABLE_BYTES + index * self.per_thread
     }
 
     fn release(self, still_writing: bool) {
@@ -698,8 +744,13 @@ impl Arena {
 }
 
 /// Captures every thread in `tids` (the caller's own thread must not be among them, nor any
-/// thread that blocks the signal), waiting at most `deadline` for answers.
-pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
+/// thread that blocks the signal), waiting at most `deadline` for answers. `walk` is called
+/// with each answer's registers and stack copy, in place (before the buffer is reused).
+pub(crate) fn capture<W>(
+    tids: &[i32],
+    deadline: Duration,
+    walk: impl FnMut(Registers, &[u8]) -> W,
+) -> Vec<(i32, Outcome<W>)> {
     if let Err(why) = handler_in_place() {
         return tids
             .iter()
@@ -709,25 +760,41 @@ pub(crate) fn capture(tids: &[i32], deadline: Duration) -> Vec<(i32, Outcome)> {
     let Some(signal) = signal() else {
         return Vec::new();
     };
-    round(tids, signal, Instant::now() + deadline)
+    round(tids, signal, Instant::now() + deadline, walk)
 }
 
 /// One request to each thread in `tids`, answered or abandoned by `until`. The requests go
 /// out in one burst: each signalled thread wakes and competes with the dumper for the CPU.
-fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
-    let mut generation = DUMPS.lock();
-    if generation.inherited {
+fn round<W>(
+    tids: &[i32],
+    signal: i32,
+    until: Instant,
+    mut walk: impl FnMut(Registers, &[u8]) -> W,
+) -> Vec<(i32, Outcome<W>)> {
+    let mut state = DUMPS.lock();
+    if state.inherited {
         reset_slots();
     }
-    *generation = generation.wrapping_add(1).max(1);
-    let generation_now = *generation;
+    state.generation = state.generation.wrapping_add(1).max(1);
+    let generation_now = state.generation;
     let pid = std::process::id() as i32;
     let capacity = reserve(tids.len() + 64);
-    let maps = readable_mappings();
-    let arena = Arena::new(tids.len(), &maps);
+    if state
+        .arena
+        .as_ref()
+        .is_none_or(|a| a.buffers < tids.len() || a.per_thread < COPY_CAP)
+    {
+        let writing = any_slot_writing();
+        if let Some(old) = state.arena.take() {
+            old.release(writing);
+        }
+        state.arena = Arena::new(tids.len());
+    }
+    let arena = state.arena.as_ref();
+    let maps_len = arena.map_or(0, |a| a.set_maps(&readable_mappings()));
     let answers_before = DONE_WORD.load(Ordering::SeqCst);
 
-    let mut results: Vec<(i32, Outcome)> = Vec::with_capacity(tids.len());
+    let mut results: Vec<(i32, Outcome<W>)> = Vec::with_capacity(tids.len());
     // (position in results, slot index) of the requests in flight.
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut next_slot = 0;
@@ -756,12 +823,12 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
             taken_over = Some(why);
             continue;
         }
-        match &arena {
+        match arena.filter(|a| pending.len() < a.buffers) {
             Some(arena) => {
                 slot.buffer.store(arena.buffer(pending.len()), Ordering::Relaxed);
                 slot.capacity.store(arena.per_thread, Ordering::Relaxed);
                 slot.maps.store(arena.base as usize, Ordering::Relaxed);
-                slot.maps_len.store(arena.maps_len, Ordering::Relaxed);
+                slot.maps_len.store(maps_len, Ordering::Relaxed);
             }
             None => {
                 slot.buffer.store(0, Ordering::Relaxed);
@@ -828,7 +895,6 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
     }
     WAITING.store(0, Ordering::SeqCst);
 
-    let mut still_writing = false;
     for (position, index) in pending {
         let Some(slot) = slot(index) else { continue };
         // Abandon unanswered requests; a handler mid-write is running and finishes soon.
@@ -856,38 +922,30 @@ fn round(tids: &[i32], signal: i32, until: Instant) -> Vec<(i32, Outcome)> {
                 .load(Ordering::Relaxed)
                 .min(slot.capacity.load(Ordering::Relaxed));
             let buffer = slot.buffer.load(Ordering::Relaxed);
-            let stack = if buffer == 0 || copied == 0 {
-                Vec::new()
+            let stack: &[u8] = if buffer == 0 || copied == 0 {
+                &[]
             } else {
-                // SAFETY: the handler wrote `copied` bytes at `buffer`, inside this round's
-                // arena, which is still mapped; it has finished (DONE).
-                unsafe { std::slice::from_raw_parts(buffer as *const u8, copied) }.to_vec()
+                // SAFETY: the handler wrote `copied` bytes at `buffer`, inside the arena, which
+                // stays mapped while the dump lock is held; it has finished (DONE).
+                unsafe { std::slice::from_raw_parts(buffer as *const u8, copied) }
             };
             let pause = Duration::from_nanos(
                 slot.left_ns
                     .load(Ordering::Relaxed)
                     .saturating_sub(slot.entered_ns.load(Ordering::Relaxed)),
             );
+            let regs = Registers {
+                pc: slot.pc.load(Ordering::Relaxed),
+                sp: slot.sp.load(Ordering::Relaxed),
+                fp: slot.fp.load(Ordering::Relaxed),
+                lr: slot.lr.load(Ordering::Relaxed),
+            };
             results[position].1 = Outcome::Captured {
-                snapshot: Snapshot {
-                    regs: Registers {
-                        pc: slot.pc.load(Ordering::Relaxed),
-                        sp: slot.sp.load(Ordering::Relaxed),
-                        fp: slot.fp.load(Ordering::Relaxed),
-                        lr: slot.lr.load(Ordering::Relaxed),
-                    },
-                    stack,
-                    mask: slot.mask.load(Ordering::Relaxed),
-                },
+                walked: walk(regs, stack),
                 pause,
             };
             slot.state.store(FREE, Ordering::Release);
-        } else {
-            still_writing = true;
         }
-    }
-    if let Some(arena) = arena {
-        arena.release(still_writing);
     }
     results
 }
@@ -973,7 +1031,7 @@ mod tests {
             SIZE - untouched
         });
         let tid = tid_rx.recv().unwrap();
-        let results = capture(&[tid], Duration::from_secs(5));
+        let results = capture(&[tid], Duration::from_secs(5), |_, stack| stack.len());
         assert!(matches!(results[0].1, Outcome::Captured { .. }), "{results:?}");
         done_tx.send(()).unwrap();
         let used = worker.join().unwrap();
