@@ -134,6 +134,7 @@ mod listener;
 mod logging;
 mod options;
 mod procfs;
+mod redact;
 mod registry;
 mod server;
 mod session;

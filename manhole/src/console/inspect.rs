@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Context, Json, Outcome, Reply, human_duration, matches_pattern, no_arguments, quoted};
 use crate::text::escape_controls;
-use crate::{procfs, stacks};
+use crate::{procfs, redact, stacks};
 
 pub(super) fn stacks(args: &[&str], _: &Context<'_>) -> Outcome {
     let mut full = false;
@@ -59,7 +59,8 @@ fn facts(context: &Context<'_>) -> Facts {
     ));
     let exe = procfs::exe().map(|p| p.display().to_string());
     rows.push(("exe", exe.clone().unwrap_or_else(unknown), Json::from(exe)));
-    let argv = procfs::cmdline();
+    // `--password X`, `--token=X`, `postgres://user:pw@…`: shown redacted.
+    let argv = redact::argv(&procfs::cmdline());
     rows.push(("argv", argv.join(" "), Json::from(argv)));
     let cwd = std::env::current_dir().ok().map(|p| p.display().to_string());
     rows.push(("cwd", cwd.clone().unwrap_or_else(unknown), Json::from(cwd)));
@@ -304,51 +305,12 @@ fn fds_json(fds: &[Fd]) -> Json {
     )
 }
 
-/// Parts of variable names that suggest a secret.
-const SECRET_WORDS: &[&str] = &[
-    "SECRET",
-    "TOKEN",
-    "PASSW",
-    "PASSPHRASE",
-    "KEY",
-    "CREDENTIAL",
-    "AUTH",
-    "PRIVATE",
-    "COOKIE",
-    "SESSION",
-    "SIGNATURE",
-    "CERT",
-    "DSN",
-    "SALT",
-];
-
-/// The value to show for an environment variable: redacted when the name suggests a secret,
-/// and with the password of a URL (`scheme://user:password@host`) hidden.
-pub(crate) fn redact(name: &str, value: &str) -> String {
-    let upper = name.to_ascii_uppercase();
-    if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
-        return "<redacted>".to_owned();
-    }
-    if let Some(scheme_end) = value.find("://") {
-        let rest = &value[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            let start = scheme_end + 3 + colon + 1;
-            let end = scheme_end + 3 + at;
-            return format!("{}<redacted>{}", &value[..start], &value[end..]);
-        }
-    }
-    value.to_owned()
-}
-
 fn environment(pattern: Option<&str>) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .filter(|(k, _)| pattern.is_none_or(|p| matches_pattern(p, k)))
         .map(|(k, v)| {
-            let shown = redact(&k, &v);
+            let shown = redact::env_value(&k, &v).into_owned();
             (k, shown)
         })
         .collect();

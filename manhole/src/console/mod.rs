@@ -172,7 +172,9 @@ const COMMANDS: &[CommandSpec] = &[
         summary: "pid, exe, uptime, threads, fds, memory, CPU",
         details: "Shows pid and parent, executable, arguments, working directory, user,\n\
                   uptime, thread count, open fds against their limit, memory, CPU time,\n\
-                  open sessions and versions.",
+                  open sessions and versions. Secrets in the arguments are shown as\n\
+                  <redacted>: the one after --password, --token and other secret-looking\n\
+                  flags, --token=…, passwords and user names in URLs, password=….",
         group: Group::Look,
         effect: Effect::ReadsOnly,
         run: inspect::info,
@@ -194,8 +196,10 @@ const COMMANDS: &[CommandSpec] = &[
         usage: "env [PATTERN]",
         summary: "environment variables, secrets redacted",
         details: "Lists the process's environment, sorted. Values of variables whose names\n\
-                  suggest a secret (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL, AUTH, …) and\n\
-                  passwords inside URLs are shown as <redacted>. PATTERN filters names.",
+                  suggest a secret (PASS, PWD, TOKEN, SECRET, KEY, CREDENTIAL, AUTH, COOKIE,\n\
+                  SESSION, DSN, …) are shown as <redacted>, and so are, in every value, the\n\
+                  credentials of each URL (scheme://user:<redacted>@host) and the values\n\
+                  of password=, token=, secret=, key= and the like. PATTERN filters names.",
         group: Group::Look,
         effect: Effect::ReadsOnly,
         run: inspect::env,
@@ -217,7 +221,8 @@ const COMMANDS: &[CommandSpec] = &[
         usage: "report",
         summary: "everything above as one JSON document",
         details: "One JSON document with info, every thread's stack, every exposed value, the\n\
-                  fds, the (redacted) environment and the sessions: attach it to a ticket.",
+                  fds, the environment and the sessions: attach it to a ticket. Secrets are\n\
+                  redacted as in info, env and print (report has no --reveal).",
         group: Group::Look,
         effect: Effect::PausesThreads,
         run: inspect::report,
@@ -238,7 +243,7 @@ const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "print",
         aliases: &["p"],
-        usage: "print NAME",
+        usage: "print NAME [--reveal]",
         summary: "show a value (a bare NAME does too)",
         details: "Shows the value with its Debug format; behind a Mutex or RwLock, the value\n\
                   itself (<locked> while held elsewhere; \"(poisoned)\" after it if the\n\
@@ -247,7 +252,11 @@ const COMMANDS: &[CommandSpec] = &[
                   A Debug that takes over 2 s is left running on its own thread and shown\n\
                   as <timed out…>. Controls in the text are shown escaped (\\x1b).\n\
                   Typing just the name works too.\n\
-                  Example: print REQUESTS",
+                  A value whose name looks secret (PASSWORD, TOKEN, SECRET, KEY, …) is\n\
+                  shown as <redacted>; in others, URL passwords and secret-looking fields\n\
+                  (password: \"…\", token=…) are. --reveal shows the value as it is;\n\
+                  the program's log records who asked.\n\
+                  Examples: print REQUESTS   print DB_PASSWORD --reveal",
         group: Group::Values,
         effect: Effect::ReadsOnly,
         run: values::print,
@@ -261,6 +270,8 @@ const COMMANDS: &[CommandSpec] = &[
                   #[manhole::expose(writable)]: atomics, and Mutex or RwLock of FromStr types\n\
                   (also in a LazyLock or OnceLock, once the program has initialised it).\n\
                   Quote values with spaces: set MODE \"read only\"\n\
+                  A secret-looking item's old and new values are shown and logged as\n\
+                  <redacted>.\n\
                   Example: set LIMIT 10",
         group: Group::Values,
         effect: Effect::ChangesState,
@@ -274,7 +285,9 @@ const COMMANDS: &[CommandSpec] = &[
         details: "Parses each argument as the parameter's type, calls the function and shows\n\
                   its result. Quote arguments with spaces (\"…\" or '…'). If you disconnect\n\
                   while it runs, the session ends and the call finishes on its own. At most\n\
-                  8 calls run at once (see info).\n\
+                  8 calls run at once (see info). The log records each call with its\n\
+                  arguments; those of a secret-looking function or parameter are logged\n\
+                  as <redacted> and hidden if the result repeats them.\n\
                   Example: call flush_cache 10",
         group: Group::Values,
         effect: Effect::RunsCode,

@@ -176,16 +176,16 @@ fn info_text_and_data_agree() {
 
 #[test]
 fn env_redacts_what_looks_secret() {
-    assert_eq!(inspect::redact("API_TOKEN", "abc"), "<redacted>");
-    assert_eq!(inspect::redact("db_password", "abc"), "<redacted>");
-    assert_eq!(inspect::redact("AWS_SECRET_ACCESS_KEY", "abc"), "<redacted>");
-    assert_eq!(inspect::redact("HOME", "/root"), "/root");
+    assert_eq!(crate::redact::value("API_TOKEN", "abc"), "<redacted>");
+    assert_eq!(crate::redact::value("db_password", "abc"), "<redacted>");
+    assert_eq!(crate::redact::value("AWS_SECRET_ACCESS_KEY", "abc"), "<redacted>");
+    assert_eq!(crate::redact::value("HOME", "/root"), "/root");
     assert_eq!(
-        inspect::redact("DATABASE_URL", "postgres://app:hunter2@db:5432/x?sslmode=require"),
+        crate::redact::value("DATABASE_URL", "postgres://app:hunter2@db:5432/x?sslmode=require"),
         "postgres://app:<redacted>@db:5432/x?sslmode=require"
     );
     assert_eq!(
-        inspect::redact("HOMEPAGE", "https://example.com/a@b"),
+        crate::redact::value("HOMEPAGE", "https://example.com/a@b"),
         "https://example.com/a@b"
     );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::{Context, Json, Outcome, Reply, matches_pattern, quoted};
 use crate::logging::mlog;
+use crate::redact::{self, REDACTED};
 use crate::registry::{self, Exposed, Kind, Local, Shown, show_debug};
 use crate::sys::PeerCred;
 use crate::text::{escape_controls, escape_lines};
@@ -24,6 +25,14 @@ impl Item<'_> {
         match self {
             Item::Exposed(e) => e.name,
             Item::Local(l) => &l.name,
+        }
+    }
+
+    /// Where it comes from, for the log.
+    fn origin(&self) -> &str {
+        match self {
+            Item::Exposed(e) => e.module_path,
+            Item::Local(_) => "(Options::local)",
         }
     }
 }
@@ -248,8 +257,12 @@ pub(super) fn vars(args: &[&str], context: &Context<'_>) -> Outcome {
 }
 
 pub(super) fn print(args: &[&str], context: &Context<'_>) -> Outcome {
-    let [name] = args else {
-        return Reply::fail("usage", "print takes one name; \"vars\" lists them").into();
+    let (name, reveal) = match args {
+        [name] if *name != REVEAL => (*name, false),
+        [name, flag] | [flag, name] if *flag == REVEAL && *name != REVEAL => (*name, true),
+        _ => {
+            return Reply::fail("usage", "usage: print NAME [--reveal]; \"vars\" lists the names").into();
+        }
     };
     let item = match find(name, context) {
         Ok(item) => item,
@@ -267,25 +280,43 @@ pub(super) fn print(args: &[&str], context: &Context<'_>) -> Outcome {
         .into();
     };
     let shown_name = escape_controls(item.name());
+    if reveal {
+        mlog!(
+            "Revealed {}::{} to {} (print --reveal)",
+            item.origin(),
+            item.name(),
+            peer_words(context.peer)
+        );
+    }
+    let shown = |text: &str| -> String {
+        if reveal {
+            text.to_owned()
+        } else {
+            redact::value(item.name(), text).into_owned()
+        }
+    };
     match read.panicked {
-        None => Reply::ok(
-            format!("{}\n", escape_lines(&read.text)),
-            Json::obj([
-                ("name", Json::from(item.name())),
-                ("value", Json::from(read.text)),
-            ]),
-        )
-        .into(),
+        None => {
+            let text = shown(&read.text);
+            Reply::ok(
+                format!("{}\n", escape_lines(&text)),
+                Json::obj([("name", Json::from(item.name())), ("value", Json::from(text))]),
+            )
+            .into()
+        }
         Some(panic) => Reply::fail(
             "panic",
             format!(
                 "the Debug impl of {shown_name} panicked: {}; the program goes on",
-                escape_controls(&panic)
+                escape_controls(&shown(&panic))
             ),
         )
         .into(),
     }
 }
+
+/// The flag of `print` that shows a value as it is, secret-looking or not.
+const REVEAL: &str = "--reveal";
 
 fn peer_words(peer: PeerCred) -> String {
     let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
@@ -318,6 +349,11 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
     };
     match catch_unwind(AssertUnwindSafe(|| set(value))) {
         Ok(Ok((old, new))) => {
+            // A secret-looking item's values are neither logged nor shown.
+            let (old, new) = (
+                redact::value(name, &old).into_owned(),
+                redact::value(name, &new).into_owned(),
+            );
             mlog!(
                 "Set {module_path}::{name} from {}: {old} -> {new}",
                 peer_words(context.peer)
@@ -340,6 +376,7 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
             } else {
                 "parse"
             };
+            let e = hide_secrets(&e, [(*name, *value)]);
             Reply::fail(code, format!("{name}: {}", escape_controls(&e))).into()
         }
         Err(panic) => Reply::fail(
@@ -435,8 +472,27 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
         .into();
     }
     let args: Vec<String> = rest.iter().map(|a| (*a).to_owned()).collect();
+    // An argument of a secret-looking function or parameter is logged as <redacted>, and is
+    // hidden in the reply if the function's answer repeats it.
+    let secret_args: Vec<(&str, &str)> = params
+        .iter()
+        .zip(rest)
+        .filter(|(p, _)| redact::is_secret_name(name) || redact::is_secret_name(p.name))
+        .map(|(p, a)| (p.name, *a))
+        .collect();
+    let logged: Vec<String> = params
+        .iter()
+        .zip(rest)
+        .map(|(p, a)| {
+            if secret_args.iter().any(|(n, _)| *n == p.name) {
+                REDACTED.to_owned()
+            } else {
+                redact::scrub(a).into_owned()
+            }
+        })
+        .collect();
     mlog!(
-        "Call {module_path}::{name}{args:?} from {}",
+        "Call {module_path}::{name}{logged:?} from {}",
         peer_words(context.peer)
     );
     let outcome = match context.client {
@@ -455,23 +511,40 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
         }
         None => catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p)),
     };
+    let hide = |text: &str| hide_secrets(text, secret_args.iter().copied());
     match outcome {
-        Ok(Ok(text)) => Reply::ok(
-            format!("{}\n", escape_lines(&text)),
-            Json::obj([("name", Json::from(*name)), ("result", Json::from(text))]),
-        )
-        .into(),
-        Ok(Err(e)) => Reply::fail("failed", escape_lines(&e)).into(),
+        Ok(Ok(text)) => {
+            let text = hide(&text);
+            Reply::ok(
+                format!("{}\n", escape_lines(&text)),
+                Json::obj([("name", Json::from(*name)), ("result", Json::from(text))]),
+            )
+            .into()
+        }
+        Ok(Err(e)) => Reply::fail("failed", escape_lines(&hide(&e))).into(),
         Err(panic) if panic == CLIENT_LEFT => Outcome::Quit,
         Err(panic) => Reply::fail(
             "panic",
             format!(
                 "{name} panicked: {}; the program goes on",
-                escape_controls(&panic)
+                escape_controls(&hide(&panic))
             ),
         )
         .into(),
     }
+}
+
+/// `text` scrubbed ([`redact::scrub`]), and with every secret given to the program (a
+/// secret-looking item's or parameter's value from the command line: `(name, value)`) that it
+/// repeats shown as <redacted>.
+fn hide_secrets<'a>(text: &str, given: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut text = redact::scrub(text).into_owned();
+    for (name, value) in given {
+        if !value.is_empty() && redact::is_secret_name(name) {
+            text = text.replace(value, REDACTED);
+        }
+    }
+    text
 }
 
 const CLIENT_LEFT: &str = "\0client left";
@@ -536,7 +609,8 @@ pub(super) fn snapshot(context: &Context<'_>) -> Json {
         .locals()
         .iter()
         .map(|l| {
-            let value = read_item(&Item::Local(l), context).map(|r| r.text);
+            let value =
+                read_item(&Item::Local(l), context).map(|r| redact::value(&l.name, &r.text).into_owned());
             Json::obj([
                 ("name", Json::from(l.name.as_str())),
                 ("kind", Json::from("local")),
@@ -551,7 +625,8 @@ pub(super) fn snapshot(context: &Context<'_>) -> Json {
             Kind::Value { set: None, .. } => "value",
             Kind::Function { .. } => "fn",
         };
-        let value = read_item(&Item::Exposed(e), context).map(|r| r.text);
+        let value =
+            read_item(&Item::Exposed(e), context).map(|r| redact::value(e.name, &r.text).into_owned());
         items.push(Json::obj([
             ("name", Json::from(e.name)),
             ("kind", Json::from(kind)),
