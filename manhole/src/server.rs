@@ -166,6 +166,57 @@ fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> 
     sys::with_signals_blocked(mask, || thread::Builder::new().name(name.to_owned()).spawn(body))
 }
 
+/// How an accept loop waits after accept(2) or poll(2) failed with an error that does not pass
+/// by itself (EMFILE, ENFILE, ENOBUFS, ENOMEM…). The client waiting in the backlog keeps the
+/// listener readable, so polling it again at once would spin a core: the loop watches only its
+/// wake-up pipe for the delay (50 ms, doubling up to 2 s), then tries again. A client that gave
+/// up (ECONNABORTED), a spurious wake-up (EAGAIN) or a signal (EINTR) is retried at once.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    delay: Duration,
+}
+
+impl AcceptBackoff {
+    /// How long to leave the listener alone, while backing off.
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        (!self.delay.is_zero()).then_some(self.delay)
+    }
+
+    /// A client was accepted.
+    pub(crate) fn accepted(&mut self) {
+        if !self.delay.is_zero() {
+            mlog!("Accepting connections again");
+        }
+        self.delay = Duration::ZERO;
+    }
+
+    pub(crate) fn accept_failed(&mut self, e: &io::Error) {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+        ) {
+            self.delay = Duration::ZERO;
+        } else {
+            self.grow(&format!("Accept failed: {e}"));
+        }
+    }
+
+    pub(crate) fn poll_failed(&mut self, e: nix::errno::Errno) {
+        if e != nix::errno::Errno::EINTR {
+            self.grow(&format!("poll failed: {e}"));
+        }
+    }
+
+    fn grow(&mut self, what: &str) {
+        let next = (self.delay * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        // One line per new delay: a handful per outage, then silence at the 2 s cap.
+        if next != self.delay {
+            mlog!("{what}; retrying in {} ms", next.as_millis());
+        }
+        self.delay = next;
+    }
+}
+
 impl Server {
     /// Starts the `manhole` thread: listening at once (always-on mode, where a bad socket path
     /// fails the install), or dormant until its trigger fires.
@@ -354,14 +405,12 @@ impl Server {
     ) {
         let pid = std::process::id();
         self.listening.store(true, Ordering::Release);
-        // After a failed accept (EMFILE…), the waiting client keeps the listener readable:
-        // watch only the wake-up pipe until the back-off has passed, then try again.
-        let mut backoff = Duration::ZERO;
+        let mut backoff = AcceptBackoff::default();
         loop {
             // Every time this thread runs (a client, a signal, a session's end), and never on a
             // timer: glibc's setuid interrupts every thread, this poll included.
             self.follow_euid(&mut listener);
-            let backing_off = !backoff.is_zero();
+            let backing_off = backoff.delay().is_some();
             if !backing_off {
                 mlog!("Waiting for new connection (in pid:{pid}) ...");
             }
@@ -374,11 +423,9 @@ impl Server {
                 if let Some(trigger) = &trigger {
                     fds.push(PollFd::new(trigger.reader(), PollFlags::POLLIN));
                 }
-                let timeout = if backing_off {
-                    PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX)
-                } else {
-                    PollTimeout::NONE
-                };
+                let timeout = backoff.delay().map_or(PollTimeout::NONE, |delay| {
+                    PollTimeout::try_from(delay).unwrap_or(PollTimeout::MAX)
+                });
                 let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
                 match poll(&mut fds, timeout) {
                     Ok(_) => {
@@ -389,7 +436,7 @@ impl Server {
                     }
                     Err(nix::errno::Errno::EINTR) => (false, false),
                     Err(e) => {
-                        mlog!("poll failed: {e}; retrying");
+                        backoff.poll_failed(e);
                         (false, false)
                     }
                 }
@@ -408,30 +455,10 @@ impl Server {
             }
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if backing_off {
-                        mlog!("Accepting connections again");
-                    }
-                    backoff = Duration::ZERO;
+                    backoff.accepted();
                     self.admit(stream);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    backoff = Duration::ZERO;
-                }
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS…: the client waits in the backlog meanwhile.
-                    let next = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
-                    if next != backoff {
-                        mlog!("Accept failed: {e}; retrying in {} ms", next.as_millis());
-                    }
-                    backoff = next;
-                }
+                Err(e) => backoff.accept_failed(&e),
             }
         }
         self.listening.store(false, Ordering::Release);
