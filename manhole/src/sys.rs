@@ -208,6 +208,17 @@ pub(crate) fn with_signals_blocked<R>(set: &SignalSet, f: impl FnOnce() -> R) ->
     result
 }
 
+/// The device and inode of the file open at `fd`. Only fstat(2): async-signal-safe.
+pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: stat is plain data, filled by fstat on success.
+    let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `meta` is writable; an invalid `fd` only fails with EBADF.
+    if unsafe { libc::fstat(fd, &mut meta) } != 0 {
+        return None;
+    }
+    Some((meta.st_dev as u64, meta.st_ino as u64))
+}
+
 /// Clock ticks per second, the unit of times in /proc/<pid>/stat.
 pub(crate) fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
