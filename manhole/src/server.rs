@@ -88,6 +88,9 @@ pub(crate) struct Server {
     /// without stopping).
     listening: AtomicBool,
     sigmask: SignalSet,
+    /// The mask of the thread that installed manhole: what the program's code runs with when
+    /// the main thread's own cannot be read.
+    program_mask: SignalSet,
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
     stopping: AtomicBool,
@@ -257,6 +260,7 @@ impl Server {
             euid_tried: AtomicU32::new(u32::MAX),
             listening: AtomicBool::new(false),
             sigmask: validated.sigmask,
+            program_mask: SignalSet::current(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -374,6 +378,7 @@ impl Server {
             euid_tried: AtomicU32::new(u32::MAX),
             listening: AtomicBool::new(false),
             sigmask: SignalSet::empty(),
+            program_mask: SignalSet::empty(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -699,6 +704,19 @@ impl Server {
         fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
         fds.extend(crate::procfs::own_fd());
         fds
+    }
+
+    /// The signal mask the program's own code (an exposed function, a value's `Debug`) runs
+    /// with on a manhole thread, through [`sys::with_mask`]: the main thread's mask as it is
+    /// now, or the installing thread's when that cannot be read. A thread the program starts
+    /// from there inherits that mask, not manhole's block-everything one; manhole's mask is back
+    /// as soon as the program's code returns. (The thread's name stays manhole's: a thread
+    /// started from there without a name of its own inherits it.)
+    pub(crate) fn program_mask(&self) -> SignalSet {
+        let main = i32::try_from(self.owner_pid)
+            .ok()
+            .and_then(crate::procfs::task_status);
+        main.map_or_else(|| self.program_mask.clone(), |s| SignalSet::from_bits(s.blocked))
     }
 
     /// Starts a named manhole thread that blocks the application's signals.
