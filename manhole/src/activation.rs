@@ -19,7 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::Signal;
 use crate::fork::Registered;
 use crate::logging::mlog;
-use crate::server::Server;
+use crate::server::{AcceptBackoff, Server};
 
 /// When the manhole listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,35 +221,58 @@ fn serve_once(server: &Arc<Server>, wake: &UnixStream, timeout: Duration) -> boo
         }
     };
     // Wait out the whole window: a stack dump's signal interrupts poll (EINTR), which is not
-    // the end of the window.
+    // the end of the window. After a failed accept (EMFILE…) the waiting client keeps the
+    // listener readable: as in the always-on loop, only the wake-up pipe is watched until the
+    // back-off has passed.
     let deadline = std::time::Instant::now() + timeout;
+    let mut backoff = AcceptBackoff::default();
     let client = loop {
         let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
             break None;
         };
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-        ];
-        let outcome = poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX));
+        let backing_off = backoff.delay();
+        let wait = backing_off.map_or(left, |delay| delay.min(left));
+        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        if backing_off.is_none() {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        let outcome = poll(&mut fds, PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX));
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        if ready(&fds[1]) {
+        if ready(&fds[0]) {
             server.unbind();
             return false;
         }
-        match outcome {
-            Ok(0) => break None,
-            Ok(_) => match listener.accept() {
-                Ok((stream, _)) => break Some(stream),
-                Err(_) => continue, // the client left already; keep waiting
-            },
-            Err(_) => continue,
+        let try_accept = match outcome {
+            Ok(0) => backing_off.is_some(), // the back-off passed (or the window ended)
+            Ok(_) => true,
+            Err(e) => {
+                backoff.poll_failed(e);
+                false
+            }
+        };
+        if try_accept {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    backoff.accepted();
+                    break Some(stream);
+                }
+                // A client that left already is retried at once; EMFILE and the like back off.
+                Err(e) => backoff.accept_failed(&e),
+            }
         }
     };
     // Exactly one session: nobody else gets in from here on.
     drop(listener);
     server.unbind();
     match client {
+        None if backoff.delay().is_some() => {
+            mlog!(
+                "The one-shot window of {} s ended while accept kept failing; socket removed, \
+                 a client waiting in it was not served",
+                timeout.as_secs()
+            );
+            true
+        }
         None => {
             mlog!("No client within {} s; socket removed", timeout.as_secs());
             true

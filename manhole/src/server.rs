@@ -88,6 +88,9 @@ pub(crate) struct Server {
     /// without stopping).
     listening: AtomicBool,
     sigmask: SignalSet,
+    /// The mask of the thread that installed manhole: what the program's code runs with when
+    /// the main thread's own cannot be read.
+    program_mask: SignalSet,
     sessions: Mutex<Sessions>,
     sessions_changed: Condvar,
     stopping: AtomicBool,
@@ -166,6 +169,57 @@ fn spawn(name: &str, mask: &SignalSet, body: impl FnOnce() + Send + 'static) -> 
     sys::with_signals_blocked(mask, || thread::Builder::new().name(name.to_owned()).spawn(body))
 }
 
+/// How an accept loop waits after accept(2) or poll(2) failed with an error that does not pass
+/// by itself (EMFILE, ENFILE, ENOBUFS, ENOMEM…). The client waiting in the backlog keeps the
+/// listener readable, so polling it again at once would spin a core: the loop watches only its
+/// wake-up pipe for the delay (50 ms, doubling up to 2 s), then tries again. A client that gave
+/// up (ECONNABORTED), a spurious wake-up (EAGAIN) or a signal (EINTR) is retried at once.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    delay: Duration,
+}
+
+impl AcceptBackoff {
+    /// How long to leave the listener alone, while backing off.
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        (!self.delay.is_zero()).then_some(self.delay)
+    }
+
+    /// A client was accepted.
+    pub(crate) fn accepted(&mut self) {
+        if !self.delay.is_zero() {
+            mlog!("Accepting connections again");
+        }
+        self.delay = Duration::ZERO;
+    }
+
+    pub(crate) fn accept_failed(&mut self, e: &io::Error) {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+        ) {
+            self.delay = Duration::ZERO;
+        } else {
+            self.grow(&format!("Accept failed: {e}"));
+        }
+    }
+
+    pub(crate) fn poll_failed(&mut self, e: nix::errno::Errno) {
+        if e != nix::errno::Errno::EINTR {
+            self.grow(&format!("poll failed: {e}"));
+        }
+    }
+
+    fn grow(&mut self, what: &str) {
+        let next = (self.delay * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        // One line per new delay: a handful per outage, then silence at the 2 s cap.
+        if next != self.delay {
+            mlog!("{what}; retrying in {} ms", next.as_millis());
+        }
+        self.delay = next;
+    }
+}
+
 impl Server {
     /// Starts the `manhole` thread: listening at once (always-on mode, where a bad socket path
     /// fails the install), or dormant until its trigger fires.
@@ -206,6 +260,7 @@ impl Server {
             euid_tried: AtomicU32::new(u32::MAX),
             listening: AtomicBool::new(false),
             sigmask: validated.sigmask,
+            program_mask: SignalSet::current(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -323,6 +378,7 @@ impl Server {
             euid_tried: AtomicU32::new(u32::MAX),
             listening: AtomicBool::new(false),
             sigmask: SignalSet::empty(),
+            program_mask: SignalSet::empty(),
             sessions: Mutex::default(),
             sessions_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -354,14 +410,12 @@ impl Server {
     ) {
         let pid = std::process::id();
         self.listening.store(true, Ordering::Release);
-        // After a failed accept (EMFILE…), the waiting client keeps the listener readable:
-        // watch only the wake-up pipe until the back-off has passed, then try again.
-        let mut backoff = Duration::ZERO;
+        let mut backoff = AcceptBackoff::default();
         loop {
             // Every time this thread runs (a client, a signal, a session's end), and never on a
             // timer: glibc's setuid interrupts every thread, this poll included.
             self.follow_euid(&mut listener);
-            let backing_off = !backoff.is_zero();
+            let backing_off = backoff.delay().is_some();
             if !backing_off {
                 mlog!("Waiting for new connection (in pid:{pid}) ...");
             }
@@ -374,11 +428,9 @@ impl Server {
                 if let Some(trigger) = &trigger {
                     fds.push(PollFd::new(trigger.reader(), PollFlags::POLLIN));
                 }
-                let timeout = if backing_off {
-                    PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX)
-                } else {
-                    PollTimeout::NONE
-                };
+                let timeout = backoff.delay().map_or(PollTimeout::NONE, |delay| {
+                    PollTimeout::try_from(delay).unwrap_or(PollTimeout::MAX)
+                });
                 let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
                 match poll(&mut fds, timeout) {
                     Ok(_) => {
@@ -389,7 +441,7 @@ impl Server {
                     }
                     Err(nix::errno::Errno::EINTR) => (false, false),
                     Err(e) => {
-                        mlog!("poll failed: {e}; retrying");
+                        backoff.poll_failed(e);
                         (false, false)
                     }
                 }
@@ -408,30 +460,10 @@ impl Server {
             }
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if backing_off {
-                        mlog!("Accepting connections again");
-                    }
-                    backoff = Duration::ZERO;
+                    backoff.accepted();
                     self.admit(stream);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    backoff = Duration::ZERO;
-                }
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS…: the client waits in the backlog meanwhile.
-                    let next = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
-                    if next != backoff {
-                        mlog!("Accept failed: {e}; retrying in {} ms", next.as_millis());
-                    }
-                    backoff = next;
-                }
+                Err(e) => backoff.accept_failed(&e),
             }
         }
         self.listening.store(false, Ordering::Release);
@@ -673,6 +705,19 @@ impl Server {
         fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
         fds.extend(crate::procfs::own_fd());
         fds
+    }
+
+    /// The signal mask the program's own code (an exposed function, a value's `Debug`) runs
+    /// with on a manhole thread, through [`sys::with_mask`]: the main thread's mask as it is
+    /// now, or the installing thread's when that cannot be read. A thread the program starts
+    /// from there inherits that mask, not manhole's block-everything one; manhole's mask is back
+    /// as soon as the program's code returns. (The thread's name stays manhole's: a thread
+    /// started from there without a name of its own inherits it.)
+    pub(crate) fn program_mask(&self) -> SignalSet {
+        let main = i32::try_from(self.owner_pid)
+            .ok()
+            .and_then(crate::procfs::task_status);
+        main.map_or_else(|| self.program_mask.clone(), |s| SignalSet::from_bits(s.blocked))
     }
 
     /// Starts a named manhole thread that blocks the application's signals.

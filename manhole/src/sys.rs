@@ -133,6 +133,7 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
 }
 
 /// A set of signals, as sigprocmask(2) takes it.
+#[derive(Clone)]
 pub(crate) struct SignalSet(libc::sigset_t);
 
 impl std::fmt::Debug for SignalSet {
@@ -165,6 +166,23 @@ impl SignalSet {
                 set.add(signal.as_raw());
             }
         }
+        set
+    }
+
+    /// The signals of a bit mask as `/proc/*/status` shows it (bit n-1 for signal n).
+    pub(crate) fn from_bits(bits: u64) -> SignalSet {
+        let mut set = SignalSet::empty();
+        for signal in (1..=64).filter(|n| bits & (1u64 << (n - 1)) != 0) {
+            set.add(signal);
+        }
+        set
+    }
+
+    /// The calling thread's mask (empty if it cannot be read).
+    pub(crate) fn current() -> SignalSet {
+        let mut set = SignalSet::empty();
+        // SAFETY: a null new set only reads the mask into `set.0`, an initialised sigset_t.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set.0) };
         set
     }
 
@@ -206,6 +224,38 @@ pub(crate) fn with_signals_blocked<R>(set: &SignalSet, f: impl FnOnce() -> R) ->
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     }
     result
+}
+
+/// Runs `f` with exactly `set` as the calling thread's mask, then puts the thread's own mask
+/// back: how manhole's threads (which block the program's signals) run the program's code.
+pub(crate) fn with_mask<R>(set: &SignalSet, f: impl FnOnce() -> R) -> R {
+    // SAFETY: zeroed sigset_t is a valid output buffer for pthread_sigmask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to initialised sigset_t values that outlive the call.
+    let set_ok = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.0, &mut old) } == 0;
+    // Put back even if `f` unwinds: the thread goes on serving sessions.
+    struct Restore(Option<libc::sigset_t>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(old) = &self.0 {
+                // SAFETY: `old` holds the mask pthread_sigmask returned above.
+                unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+            }
+        }
+    }
+    let _restore = Restore(set_ok.then_some(old));
+    f()
+}
+
+/// The device and inode of the file open at `fd`. Only fstat(2): async-signal-safe.
+pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: stat is plain data, filled by fstat on success.
+    let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `meta` is writable; an invalid `fd` only fails with EBADF.
+    if unsafe { libc::fstat(fd, &mut meta) } != 0 {
+        return None;
+    }
+    Some((meta.st_dev as u64, meta.st_ino as u64))
 }
 
 /// Clock ticks per second, the unit of times in /proc/<pid>/stat.

@@ -131,10 +131,11 @@ fn read_off_thread(key: usize, read: impl FnOnce() -> Shown + Send + 'static, co
     };
     let index = slot.0;
     let (tx, rx) = mpsc::channel();
+    let mask = context.server.program_mask();
     let spawned = context.server.spawn_thread("manhole-read", move || {
         crate::server::mark_session_thread();
-        let shown =
-            catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|p| Shown::Panicked(panic_message(&*p)));
+        let shown = catch_unwind(AssertUnwindSafe(|| crate::sys::with_mask(&mask, read)))
+            .unwrap_or_else(|p| Shown::Panicked(panic_message(&*p)));
         let _ = tx.send(shown);
         drop(slot);
     });
@@ -559,9 +560,11 @@ fn run_abandonable(
     context: &Context<'_>,
 ) -> Result<Result<String, String>, String> {
     let (tx, rx) = mpsc::channel();
+    let mask = context.server.program_mask();
     let spawned = context.server.spawn_thread("manhole-call", move || {
         crate::server::mark_session_thread();
-        let outcome = catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p));
+        let outcome = catch_unwind(AssertUnwindSafe(|| crate::sys::with_mask(&mask, || call(&args))))
+            .map_err(|p| panic_message(&*p));
         // Given back before the answer goes out, so a call made right after it finds its place.
         drop(slot);
         let _ = tx.send(outcome);
