@@ -749,3 +749,106 @@ fn another_user_is_refused_with_status_4() {
         "{err}"
     );
 }
+
+#[test]
+fn a_piped_line_that_is_not_utf8_or_too_long_fails_and_the_rest_still_runs() {
+    host();
+    let mut input = b"help quit\nenv caf\xe9\nhelp fds\n".to_vec();
+    input.extend_from_slice(format!("print {}\nhelp env\n", "x".repeat(70 * 1024)).as_bytes());
+    let (code, out, err) = run(&["-q", &me()], &input);
+    assert_eq!(code, Some(1), "a line was not sent: {err}");
+    assert!(
+        err.contains("error: line 2 is not UTF-8; it was not sent")
+            && err.contains("error: line 4 is longer than 64 KiB"),
+        "{err}"
+    );
+    for ran in ["usage: quit", "usage: fds", "usage: env"] {
+        assert!(out.contains(ran), "the lines around the bad ones ran: {out}");
+    }
+    let (code, out, _) = run(&["--json", &me()], b"env caf\xe9\ninfo\n");
+    assert_eq!(code, Some(1));
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(docs.len(), 2, "one document per line: {out}");
+    assert_eq!(docs[0]["ok"], false);
+    assert_eq!(
+        docs[0]["error"]["message"],
+        "line 1 is not UTF-8; it was not sent"
+    );
+    assert_eq!(docs[1]["command"], "info");
+}
+
+#[test]
+fn piped_commands_are_answered_as_they_come_while_stdin_stays_open() {
+    host();
+    let mut client = support::client()
+        .args(["-q", &me()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start manhole-cli");
+    let mut stdin = client.stdin.take().expect("stdin");
+    let stdout = client.stdout.take().expect("stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::Builder::new()
+        .name("client-output".into())
+        .spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("thread");
+    let answered = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match seen.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    stdin.write_all(b"help quit\n").expect("write");
+    let first = answered("usage: quit");
+    stdin.write_all(b"help fds\n").expect("write");
+    let second = first && answered("usage: fds");
+    drop(stdin);
+    let status = client.wait().expect("wait");
+    reader.join().expect("reader");
+    assert!(first && second, "each answer came while stdin was still open");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn an_endless_producer_is_answered_in_bounded_memory() {
+    host();
+    let mut command = support::client();
+    command.args(["-q", &me()]);
+    let ran = support::run_fed(command, |mut stdin| {
+        // Like `yes 'print answer_to_everything'`, for 3 s.
+        let lines = "print answer_to_everything\n".repeat(1024);
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if stdin.write_all(lines.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    assert!(
+        ran.max_rss_kib < 40 * 1024,
+        "the client held stdin instead of answering it: peak {} KiB",
+        ran.max_rss_kib
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.err);
+    assert!(
+        ran.out.starts_with("42\n42\n"),
+        "answered: {:?}",
+        &ran.out[..ran.out.len().min(100)]
+    );
+}

@@ -32,11 +32,23 @@ pub(crate) fn client() -> Command {
 }
 
 /// Runs `command` with `input` on stdin; kills it if it runs for more than 20 s.
+pub(crate) fn run_command(command: Command, input: impl AsRef<[u8]>) -> Ran {
+    let input = input.as_ref().to_owned();
+    run_fed(command, move |mut stdin| {
+        let _ = stdin.write_all(&input);
+    })
+}
+
+/// Runs `command` with `feed` writing its stdin (which closes when `feed` returns); kills it
+/// if it runs for more than 20 s.
 #[allow(
     clippy::zombie_processes,
     reason = "reaped by waitpid, to know when to stop sampling"
 )]
-pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
+pub(crate) fn run_fed(
+    mut command: Command,
+    feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
+) -> Ran {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,14 +56,11 @@ pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
         .spawn()
         .expect("start manhole-cli");
     let pid = child.id() as i32;
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_owned();
+    let stdin = child.stdin.take().expect("stdin");
     // Written from a thread: a client that never reads its stdin must not block the test.
     let writer = std::thread::Builder::new()
         .name("client-stdin".into())
-        .spawn(move || {
-            let _ = stdin.write_all(input.as_bytes());
-        })
+        .spawn(move || feed(stdin))
         .expect("thread");
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::Builder::new()
@@ -112,7 +121,7 @@ pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
 }
 
 /// Runs the client with `args` and `input` on stdin.
-pub(crate) fn run(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+pub(crate) fn run(args: &[&str], input: impl AsRef<[u8]>) -> (Option<i32>, String, String) {
     let mut command = client();
     command.args(args);
     let ran = run_command(command, input);
