@@ -852,3 +852,54 @@ fn an_endless_producer_is_answered_in_bounded_memory() {
         &ran.out[..ran.out.len().min(100)]
     );
 }
+
+#[test]
+fn a_hung_up_terminal_is_not_read_in_a_loop_nor_sent_to_the_process() {
+    let dir = test_home("hangup");
+    let mut fake = support::Fake::start("slow", &dir.join("app.sock"), None);
+    let mut pty = Pty::start(&["-q", fake.path.to_str().unwrap()], &dir);
+    pty.expect(">>> ");
+    pty.type_keys("info\r");
+    fake.expect_line("running info");
+    // The terminal hangs up (its master closes) while the command runs; it is not the
+    // client's controlling terminal, so no SIGHUP comes, as if it were ignored.
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    drop(std::mem::replace(&mut pty.master, null));
+    let pid = pty.child.id();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        // utime and stime are fields 14 and 15; `after` starts at field 3.
+        let field = |n: usize| -> u64 {
+            after
+                .split_whitespace()
+                .nth(n - 3)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0)
+        };
+        field(14) + field(15)
+    };
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1)); // measuring, not waiting for something
+    let spent = cpu_ticks() - before;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pty.child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not leave the hung-up terminal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = "machine\nvars\nmachine off\ninfo\n".len();
+    assert_eq!(
+        fake.received(),
+        sent,
+        "nothing but the command was sent to the process (the client spent {spent} ticks in 1 s)"
+    );
+    assert!(
+        spent < 20,
+        "the client waited without spinning: {spent} ticks in 1 s"
+    );
+    drop(fake);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

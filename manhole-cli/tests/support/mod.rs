@@ -323,6 +323,37 @@ fn serve(mode: &str, mut stream: UnixStream) -> usize {
             }
             return received;
         }
+        // A text-mode manhole whose `info` takes 2 s: the client waits for its answer.
+        "slow" => {
+            let _ = stream.write_all(OPENING.as_bytes());
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while let Ok(n) = reader.read_line(&mut line) {
+                if n == 0 {
+                    break;
+                }
+                received += n;
+                let command = line.trim().to_owned();
+                line.clear();
+                let answer = match command.as_str() {
+                    "machine" => r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n",
+                    "vars" => r#"{"ok":true,"command":"vars","data":[],"text":""}"#.to_owned() + "\n",
+                    "machine off" => {
+                        r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n>>> "
+                    }
+                    "" => ">>> ".to_owned(),
+                    _ => {
+                        println!("running {command}");
+                        std::thread::sleep(Duration::from_secs(2));
+                        format!("{command} done\n>>> ")
+                    }
+                };
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            return received;
+        }
         // Looks like a manhole: the opening, then a JSON document for every line.
         _ => {
             let _ = stream.write_all(OPENING.as_bytes());
