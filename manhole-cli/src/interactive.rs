@@ -197,21 +197,23 @@ fn relay_until_prompt(
     loop {
         if reader.buffer().is_empty() {
             let stdin = io::stdin();
-            let listen = if watching && !stopped {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            };
-            let mut fds = [
-                PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN),
-                PollFd::new(stdin.as_fd(), listen),
-            ];
+            // The terminal is left out of the poll unless a key is awaited: a hung-up one
+            // reports POLLHUP whatever is asked, and would be read (and a stop line sent) on
+            // every turn, a busy loop for as long as the command runs.
+            let listen = watching && !stopped;
+            let mut fds = vec![PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+            if listen {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(peer.broke(&io::Error::from(e))),
             }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            if fds
+                .get(1)
+                .is_some_and(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            {
                 let mut typed = [0u8; 256];
                 // The terminal is in line mode here: one read takes the line, or 0 bytes on
                 // Ctrl-D. Either stops the watch; Ctrl-D also leaves after it. Read unbuffered,

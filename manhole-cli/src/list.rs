@@ -6,6 +6,11 @@
 //! path a socket was bound with (relative, or moved since), so a live socket may be missing
 //! from it. It is read first, so that live manholes are not connected to (that would use up
 //! a one-shot manhole's single session); what it does not show as listening is then tried.
+//!
+//! The pid in a socket's name is checked, not believed: a live socket's program is shown only
+//! when that process has the socket open (its `/proc/PID/fd`); otherwise the row says
+//! `(not pid's)` (or `(unverified)` when that cannot be read) and never names that pid's
+//! program.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -31,10 +36,35 @@ impl State {
     }
 }
 
+/// Whether the process a socket's name points at (`/tmp/manhole-PID`) is the one that holds
+/// it. The name is only a name: anyone may bind `/tmp/manhole-1`, and a pid is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Holder {
+    /// The process has the listening socket open.
+    Confirmed,
+    /// It is not that process's socket; says why.
+    Other(String),
+    /// Could not be told (its descriptors cannot be read, or the kernel shows the socket
+    /// under another path).
+    Unknown,
+}
+
+impl Holder {
+    fn holds(&self) -> Option<bool> {
+        match self {
+            Holder::Confirmed => Some(true),
+            Holder::Other(_) => Some(false),
+            Holder::Unknown => None,
+        }
+    }
+}
+
 struct Entry {
     pid: Option<i32>,
     uid: u32,
+    /// Only for a confirmed holder: another process's name is never shown as the socket's.
     program: Option<String>,
+    holder: Option<Holder>,
     socket: PathBuf,
     state: State,
     /// The socket file's identity when it was judged, so that a file put there since (a
@@ -57,6 +87,55 @@ fn listening_paths() -> Option<std::collections::HashSet<PathBuf>> {
             })
             .collect(),
     )
+}
+
+/// The inode of the socket listening at `path` in the network namespace of `pid`, from its
+/// `/proc/PID/net/unix`.
+fn listening_inode(pid: i32, path: &Path) -> Option<u64> {
+    let table = std::fs::read(format!("/proc/{pid}/net/unix")).ok()?;
+    let wanted = path.as_os_str().as_encoded_bytes();
+    table.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').filter(|f| !f.is_empty()).collect();
+        let flags = u32::from_str_radix(std::str::from_utf8(fields.get(3)?).ok()?, 16).ok()?;
+        let inode = std::str::from_utf8(fields.get(6)?).ok()?.parse().ok()?;
+        (flags & 0x10000 != 0 && *fields.get(7)? == wanted).then_some(inode)
+    })
+}
+
+/// Whether process `pid` has socket `inode` open, from its `/proc/PID/fd` links.
+fn holds_inode(pid: i32, inode: u64) -> std::io::Result<bool> {
+    let wanted = format!("socket:[{inode}]");
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(fd) = fd else { continue };
+        if std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == wanted.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `pid` holds the live socket at `path`, which uid `owner` owns.
+fn holder(pid: i32, path: &Path, owner: u32) -> Holder {
+    let euid = match crate::proc::euid(pid) {
+        Ok(euid) => euid,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Holder::Other(format!("there is no process {pid}"));
+        }
+        Err(_) => return Holder::Unknown,
+    };
+    if let Some(inode) = listening_inode(pid, path) {
+        match holds_inode(pid, inode) {
+            Ok(true) => return Holder::Confirmed,
+            Ok(false) => return Holder::Other(format!("process {pid} does not have it open")),
+            Err(_) => {} // its descriptors are not ours to read
+        }
+    }
+    if euid != owner {
+        return Holder::Other(format!(
+            "uid {owner} owns it and process {pid} runs as uid {euid}"
+        ));
+    }
+    Holder::Unknown
 }
 
 /// Whether anything listens at `path`, by connecting: refused means stale.
@@ -89,14 +168,18 @@ fn scan() -> Result<Vec<Entry>, Failure> {
             }
             let listed = listening.as_ref().is_some_and(|paths| paths.contains(&e.path()));
             let state = if listed { State::Live } else { probe(&e.path()) };
-            let program = pid
+            let holder = pid
                 .filter(|_| state == State::Live)
+                .map(|p| holder(p, &e.path(), meta.uid()));
+            let program = pid
+                .filter(|_| holder == Some(Holder::Confirmed))
                 .and_then(|p| std::fs::read(format!("/proc/{p}/comm")).ok())
                 .map(|c| clean(c.trim_ascii_end()));
             Some(Entry {
                 pid,
                 uid: meta.uid(),
                 program,
+                holder,
                 socket: e.path(),
                 state,
                 inode: (meta.dev(), meta.ino()),
@@ -128,6 +211,7 @@ pub(crate) fn run(clean_up: bool, json: bool) -> Result<u8, Failure> {
                     "pid": e.pid,
                     "uid": e.uid,
                     "program": e.program,
+                    "pid_holds_socket": e.holder.as_ref().and_then(Holder::holds),
                     "socket": shown(&e.socket),
                     "state": e.state.name(),
                 })
@@ -136,12 +220,25 @@ pub(crate) fn run(clean_up: bool, json: bool) -> Result<u8, Failure> {
         println!("{}", serde_json::Value::Array(list));
     } else {
         for e in &entries {
+            let program = match &e.holder {
+                Some(Holder::Other(_)) => "(not pid's)",
+                Some(Holder::Unknown) => "(unverified)",
+                _ => e.program.as_deref().unwrap_or("-"),
+            };
             println!(
                 "{:>8}  {:>6}  {:<16}  {:<5}  {}",
                 e.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                 e.uid,
-                e.program.as_deref().unwrap_or("-"),
+                program,
                 e.state.name(),
+                shown(&e.socket)
+            );
+        }
+    }
+    for e in &entries {
+        if let (Some(pid), Some(Holder::Other(why))) = (e.pid, &e.holder) {
+            eprintln!(
+                "{} is not the manhole of process {pid}, whatever its name says: {why}",
                 shown(&e.socket)
             );
         }

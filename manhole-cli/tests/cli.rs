@@ -749,3 +749,148 @@ fn another_user_is_refused_with_status_4() {
         "{err}"
     );
 }
+
+#[test]
+fn a_piped_line_that_is_not_utf8_or_too_long_fails_and_the_rest_still_runs() {
+    host();
+    let mut input = b"help quit\nenv caf\xe9\nhelp fds\n".to_vec();
+    input.extend_from_slice(format!("print {}\nhelp env\n", "x".repeat(70 * 1024)).as_bytes());
+    let (code, out, err) = run(&["-q", &me()], &input);
+    assert_eq!(code, Some(1), "a line was not sent: {err}");
+    assert!(
+        err.contains("error: line 2 is not UTF-8; it was not sent")
+            && err.contains("error: line 4 is longer than 64 KiB"),
+        "{err}"
+    );
+    for ran in ["usage: quit", "usage: fds", "usage: env"] {
+        assert!(out.contains(ran), "the lines around the bad ones ran: {out}");
+    }
+    let (code, out, _) = run(&["--json", &me()], b"env caf\xe9\ninfo\n");
+    assert_eq!(code, Some(1));
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(docs.len(), 2, "one document per line: {out}");
+    assert_eq!(docs[0]["ok"], false);
+    assert_eq!(
+        docs[0]["error"]["message"],
+        "line 1 is not UTF-8; it was not sent"
+    );
+    assert_eq!(docs[1]["command"], "info");
+}
+
+#[test]
+fn a_hung_up_terminal_is_not_read_in_a_loop_nor_sent_to_the_process() {
+    let dir = test_home("hangup");
+    let mut fake = support::Fake::start("slow", &dir.join("app.sock"), None);
+    let mut pty = Pty::start(&["-q", fake.path.to_str().unwrap()], &dir);
+    pty.expect(">>> ");
+    pty.type_keys("info\r");
+    fake.expect_line("running info");
+    // The terminal hangs up (its master closes) while the command runs; it is not the
+    // client's controlling terminal, so no SIGHUP comes, as if it were ignored.
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    drop(std::mem::replace(&mut pty.master, null));
+    let pid = pty.child.id();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        // utime and stime are fields 14 and 15; `after` starts at field 3.
+        let field = |n: usize| -> u64 {
+            after
+                .split_whitespace()
+                .nth(n - 3)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0)
+        };
+        field(14) + field(15)
+    };
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1)); // measuring, not waiting for something
+    let spent = cpu_ticks() - before;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pty.child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not leave the hung-up terminal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = "machine\nvars\nmachine off\ninfo\n".len();
+    assert_eq!(
+        fake.received(),
+        sent,
+        "nothing but the command was sent to the process (the client spent {spent} ticks in 1 s)"
+    );
+    assert!(
+        spent < 20,
+        "the client waited without spinning: {spent} ticks in 1 s"
+    );
+    drop(fake);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn list_names_a_program_only_when_the_pid_in_the_name_holds_the_socket() {
+    let live = host();
+    // A socket whose creator is gone: its name's pid is no process.
+    let orphan = support::Fake::start_orphaned("silent", None);
+    // As nobody, a socket at pid 1's name (needs root: to be nobody, and to read pid 1's fds).
+    let squatter = support::is_root()
+        .then(|| support::Fake::start("silent", std::path::Path::new("/tmp/manhole-1"), Some(65534)));
+    let (code, out, err) = run(&["list"], "");
+    assert_eq!(code, Some(0), "{err}");
+    let row = |path: &PathBuf| {
+        out.lines()
+            .find(|l| l.ends_with(&path.display().to_string()))
+            .unwrap_or_else(|| panic!("no row for {}: {out}", path.display()))
+            .to_owned()
+    };
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert!(
+        row(live).contains(&format!("  {}", comm.trim())) && row(live).contains(" live "),
+        "the host's own socket is named for it: {out}"
+    );
+    let creator = orphan.creator;
+    assert!(row(&orphan.path).contains(" (not pid's) "), "{out}");
+    assert!(
+        err.contains(&format!(
+            "{} is not the manhole of process {creator}, whatever its name says: there is no process {creator}",
+            orphan.path.display()
+        )),
+        "{err}"
+    );
+    if let Some(squatter) = &squatter {
+        let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap();
+        let row = row(&squatter.path);
+        assert!(
+            row.contains(" 65534  (not pid's) ") && !row.contains(pid1.trim()),
+            "{out}"
+        );
+        assert!(
+            err.contains("/tmp/manhole-1 is not the manhole of process 1, whatever its name says: process 1 does not have it open"),
+            "{err}"
+        );
+    } else {
+        eprintln!("partly skipped: a socket of another user at pid 1's name needs root");
+    }
+    let (_, json, _) = run(&["list", "--json"], "");
+    let parsed: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+    let entry = |path: &PathBuf| {
+        parsed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["socket"] == path.display().to_string())
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(entry(live)["pid_holds_socket"], true, "{json}");
+    assert_eq!(entry(&orphan.path)["pid_holds_socket"], false, "{json}");
+    assert!(entry(&orphan.path)["program"].is_null(), "{json}");
+    if let Some(squatter) = &squatter {
+        assert_eq!(entry(&squatter.path)["pid_holds_socket"], false, "{json}");
+        assert!(entry(&squatter.path)["program"].is_null(), "{json}");
+    }
+}

@@ -32,11 +32,23 @@ pub(crate) fn client() -> Command {
 }
 
 /// Runs `command` with `input` on stdin; kills it if it runs for more than 20 s.
+pub(crate) fn run_command(command: Command, input: impl AsRef<[u8]>) -> Ran {
+    let input = input.as_ref().to_owned();
+    run_fed(command, move |mut stdin| {
+        let _ = stdin.write_all(&input);
+    })
+}
+
+/// Runs `command` with `feed` writing its stdin (which closes when `feed` returns); kills it
+/// if it runs for more than 20 s.
 #[allow(
     clippy::zombie_processes,
     reason = "reaped by waitpid, to know when to stop sampling"
 )]
-pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
+pub(crate) fn run_fed(
+    mut command: Command,
+    feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
+) -> Ran {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,14 +56,11 @@ pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
         .spawn()
         .expect("start manhole-cli");
     let pid = child.id() as i32;
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_owned();
+    let stdin = child.stdin.take().expect("stdin");
     // Written from a thread: a client that never reads its stdin must not block the test.
     let writer = std::thread::Builder::new()
         .name("client-stdin".into())
-        .spawn(move || {
-            let _ = stdin.write_all(input.as_bytes());
-        })
+        .spawn(move || feed(stdin))
         .expect("thread");
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::Builder::new()
@@ -112,7 +121,7 @@ pub(crate) fn run_command(mut command: Command, input: &str) -> Ran {
 }
 
 /// Runs the client with `args` and `input` on stdin.
-pub(crate) fn run(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+pub(crate) fn run(args: &[&str], input: impl AsRef<[u8]>) -> (Option<i32>, String, String) {
     let mut command = client();
     command.args(args);
     let ran = run_command(command, input);
@@ -307,6 +316,37 @@ fn serve(mode: &str, mut stream: UnixStream) -> usize {
                     format!("{doc}\n")
                 } else {
                     format!("{}>>> ", hostile_text())
+                };
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            return received;
+        }
+        // A text-mode manhole whose `info` takes 2 s: the client waits for its answer.
+        "slow" => {
+            let _ = stream.write_all(OPENING.as_bytes());
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while let Ok(n) = reader.read_line(&mut line) {
+                if n == 0 {
+                    break;
+                }
+                received += n;
+                let command = line.trim().to_owned();
+                line.clear();
+                let answer = match command.as_str() {
+                    "machine" => r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n",
+                    "vars" => r#"{"ok":true,"command":"vars","data":[],"text":""}"#.to_owned() + "\n",
+                    "machine off" => {
+                        r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n>>> "
+                    }
+                    "" => ">>> ".to_owned(),
+                    _ => {
+                        println!("running {command}");
+                        std::thread::sleep(Duration::from_secs(2));
+                        format!("{command} done\n>>> ")
+                    }
                 };
                 if stream.write_all(answer.as_bytes()).is_err() {
                     break;
