@@ -691,6 +691,10 @@ fn interactive_watch_stops_on_enter_and_ctrl_d_during_it_leaves() {
     // Enter twice: one stops the watch, the other must not leave the client a prompt behind.
     pty.type_keys("\r\r");
     pty.expect(">>> ");
+    // The second Enter may reach the line editor as an empty line (its prompt redrawn): wait
+    // until the terminal is quiet, so that what is typed next is not type-ahead the editor
+    // can drop.
+    while pty.expect_within(">>> ", Duration::from_millis(300)).is_some() {}
     // The session goes on: Enter went to the watch, not to the next command.
     pty.type_keys("help fds\r");
     let shown = pty.expect("usage: fds");

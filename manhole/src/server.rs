@@ -268,20 +268,28 @@ impl Server {
             listener_thread: Mutex::new(None),
         });
         let worker = Arc::clone(&server);
+        // install() returns once the listener thread runs under its name: manhole-cli reads that
+        // name to decide whether a signal would open the manhole or kill the process.
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let spawned = match (mode, server.trigger.clone()) {
             (Mode::Always, _) | (_, None) => {
                 let listener = server.bind()?;
                 spawn("manhole", &server.sigmask, move || {
+                    let _ = started_tx.send(());
                     worker.listen(listener, wake_rx, None)
                 })
             }
             (_, Some(trigger)) => {
                 let timeout = options.oneshot_timeout;
                 spawn(&listener_name(mode), &server.sigmask, move || {
+                    let _ = started_tx.send(());
                     activation::run_dormant(worker, trigger, wake_rx, timeout)
                 })
             }
         };
+        if spawned.is_ok() {
+            let _ = started_rx.recv_timeout(Duration::from_secs(1));
+        }
         match spawned {
             Ok(handle) => *lock(&server.listener_thread) = Some(handle),
             Err(e) => {
