@@ -238,6 +238,9 @@ impl Client {
                 return String::from_utf8(text).expect("server sent UTF-8");
             }
             match self.stream.read(&mut buf) {
+                // A read with a timeout fails with EINTR after the test process was stopped
+                // and resumed (SIGSTOP/SIGCONT), even without a signal handler.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) => panic!(
                     "EOF before {end:?}; got:\n{}",
                     String::from_utf8_lossy(&self.pending)
