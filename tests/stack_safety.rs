@@ -210,3 +210,28 @@ fn memory_returns_after_a_dump_the_program_asked_for_itself() {
         "the waiting thread is gone"
     );
 }
+
+#[test]
+fn a_thread_in_strict_seccomp_mode_is_never_signalled() {
+    let mut app = host("seccomp-strict");
+    for _ in 0..5 {
+        let text = dump(&app, Duration::from_secs(10));
+        let block = thread_block(&text, "seccomp-strict");
+        assert!(block.contains("strict seccomp mode"), "{block}");
+    }
+    assert_unharmed(&mut app);
+}
+
+#[test]
+fn a_thread_under_a_seccomp_filter_of_its_own_is_copied_without_system_calls() {
+    let mut app = host("seccomp-filter");
+    for _ in 0..5 {
+        let text = dump(&app, Duration::from_secs(10));
+        let block = thread_block(&text, "seccomp-filter");
+        assert!(
+            block.contains("seccomp_thread"),
+            "walked into the program's frames:\n{block}"
+        );
+    }
+    assert_unharmed(&mut app);
+}

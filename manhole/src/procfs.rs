@@ -201,6 +201,8 @@ pub(crate) struct TaskStatus {
     pub(crate) state: char,
     /// The signals it blocks, as a bit mask (bit n-1 for signal n).
     pub(crate) blocked: u64,
+    /// Its seccomp mode: 0 none, 1 strict, 2 filter.
+    pub(crate) seccomp: u8,
 }
 
 /// Reads it with one read(2) into a stack buffer: a dump reads this file for every thread, and
@@ -228,7 +230,12 @@ fn parse_status(text: &[u8]) -> Option<TaskStatus> {
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
+    let seccomp = status_field(text, b"Seccomp:")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     Some(TaskStatus {
+        seccomp,
         name: escape_invalid_utf8(name.unwrap_or(b"?")),
         state: state
             .and_then(|v| v.trim_ascii().first())
@@ -419,14 +426,16 @@ mod tests {
 
     #[test]
     fn status_files() {
-        let text = "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\n";
+        let text =
+            "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\nSeccomp:\t2\n";
         let status = parse_status(text.as_bytes()).unwrap();
         assert_eq!(
             status,
             TaskStatus {
                 name: "worker (1)".into(),
                 state: 'S',
-                blocked: 0x8000_0000_0000_0001
+                blocked: 0x8000_0000_0000_0001,
+                seccomp: 2,
             }
         );
         assert_eq!(parse_status(b"garbage"), None);
@@ -445,7 +454,8 @@ mod tests {
             Some(TaskStatus {
                 name: "работни\\xd0".into(),
                 state: 'S',
-                blocked: 4
+                blocked: 4,
+                seccomp: 0,
             })
         );
         // Invalid bytes anywhere, and other fields that are odd or missing.
@@ -455,7 +465,8 @@ mod tests {
             Some(TaskStatus {
                 name: "\\xff\\xfeab\\xc3".into(),
                 state: '?',
-                blocked: 0
+                blocked: 0,
+                seccomp: 0,
             })
         );
         assert_eq!(

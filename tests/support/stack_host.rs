@@ -14,6 +14,8 @@
 //!   signal to its default action, or installs a handler of its own that counts calls.
 //! - `rlimit`: an address-space limit leaving little room above what the program uses.
 //! - `plain`: nothing special (for memory measurements).
+//! - `seccomp-strict` / `seccomp-filter`: a thread in strict seccomp mode, or under a filter of
+//!   its own that kills the process on `process_vm_readv` and `getpid`, blocked in `read`.
 //! - `fork-dump`: a thread forks children without pause; each child calls
 //!   `manhole::dump_stacktraces()` under an alarm and reports how it went on stdout
 //!   (`child ok` / the parent counts children killed by the alarm as `child hung`).
@@ -57,6 +59,8 @@ fn main() {
         "takeover-handler" => take_over(true),
         "rlimit" | "plain" => {}
         "fork-dump" => fork_dump(),
+        "seccomp-strict" => seccomp_thread(false),
+        "seccomp-filter" => seccomp_thread(true),
         other => {
             println!("unknown scenario {other:?}");
             std::process::exit(2);
@@ -351,4 +355,86 @@ fn fork_dump() {
             }
         })
         .expect("forker thread");
+}
+
+/// A thread under seccomp (strict, or a filter of its own that kills the process on the system
+/// calls a careless stack handler would make), blocked reading a pipe nobody writes.
+fn seccomp_thread(filter: bool) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors; both stay open for ever.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let name = if filter {
+        "seccomp-filter"
+    } else {
+        "seccomp-strict"
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if filter {
+                const RET_ALLOW: u32 = 0x7fff_0000;
+                const RET_KILL_PROCESS: u32 = 0x8000_0000;
+                let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+                    code: 0x15,
+                    jt,
+                    jf,
+                    k,
+                };
+                let program = [
+                    // A = seccomp_data.nr
+                    libc::sock_filter {
+                        code: 0x20,
+                        jt: 0,
+                        jf: 0,
+                        k: 0,
+                    },
+                    jump(libc::SYS_process_vm_readv as u32, 2, 0),
+                    jump(libc::SYS_getpid as u32, 1, 0),
+                    libc::sock_filter {
+                        code: 0x06,
+                        jt: 0,
+                        jf: 0,
+                        k: RET_ALLOW,
+                    },
+                    libc::sock_filter {
+                        code: 0x06,
+                        jt: 0,
+                        jf: 0,
+                        k: RET_KILL_PROCESS,
+                    },
+                ];
+                let fprog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr() as *mut libc::sock_filter,
+                };
+                // SAFETY: a valid BPF program for this thread only (no TSYNC), after
+                // no_new_privs as the kernel requires.
+                unsafe {
+                    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                    assert_eq!(
+                        libc::prctl(
+                            libc::PR_SET_SECCOMP,
+                            libc::SECCOMP_MODE_FILTER,
+                            &fprog as *const _
+                        ),
+                        0
+                    );
+                }
+                let _ = ready_tx.send(());
+            } else {
+                let _ = ready_tx.send(());
+                // SAFETY: from here on only read, write, exit and sigreturn are allowed: the
+                // thread only reads.
+                unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT) };
+            }
+            let mut byte = 0u8;
+            loop {
+                // SAFETY: reads one byte into `byte` from the pipe this thread owns.
+                unsafe { libc::read(fds[0], (&mut byte as *mut u8).cast(), 1) };
+            }
+        })
+        .expect("seccomp thread");
+    let _ = ready_rx.recv();
+    std::thread::sleep(Duration::from_millis(50));
 }

@@ -169,6 +169,8 @@ pub(crate) fn release_later() {
 /// Makes manhole's dump state safe to use in a child forked at any moment (async-signal-safe).
 pub(crate) fn after_fork_in_child() {
     symbolize::after_fork_in_child();
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    sampler::after_fork_in_child();
     // The parent's sessions and waiting thread are not this process's.
     IN_USE.store(0, std::sync::atomic::Ordering::Relaxed);
     RELEASE_PENDING.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -321,6 +323,11 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
     allow(dead_code, reason = "used with in-process capture only")
 )]
 fn cannot_answer(status: &TaskStatus, signal: i32) -> Option<&'static str> {
+    if status.seccomp == 1 {
+        return Some(
+            "it runs in strict seccomp mode, where the stack handler's system calls would kill the process",
+        );
+    }
     match status.state {
         'T' | 't' => return Some("it is stopped"),
         'Z' | 'X' => return Some(GONE),
@@ -361,6 +368,8 @@ fn capture_others(
     // Runnable threads that seem to block the signal may only be on their way out of the
     // handler of the previous dump (its mask blocks everything until sigreturn): look again.
     let mut look_again = Vec::new();
+    // Threads under a seccomp filter of their own copy without system calls.
+    let mut filtered: Vec<i32> = Vec::new();
     sigwaiters_prune(tids);
     for (tid, status) in read_statuses(tids, signal) {
         let Some(status) = status else {
@@ -378,12 +387,18 @@ fn capture_others(
                 }
                 out.insert(tid, (Raw::FromProc(format!("not captured: {why}")), None));
             }
-            None => ask.push(tid),
+            None => {
+                if status.seccomp == 2 {
+                    filtered.push(tid);
+                }
+                ask.push(tid);
+            }
         }
         statuses.insert(tid, status);
     }
+    filtered.sort_unstable();
     out.extend(
-        sampler::capture(&ask, DEADLINE, unwind::walk)
+        sampler::capture(&ask, &filtered, DEADLINE, unwind::walk)
             .into_iter()
             .map(|(tid, outcome)| (tid, raw_of(outcome))),
     );
@@ -396,7 +411,7 @@ fn capture_others(
             signalable(**tid, signal).is_some_and(|status| cannot_answer(&status, signal).is_none())
         });
         look_again = still;
-        for (tid, outcome) in sampler::capture(&now_free, DEADLINE, unwind::walk) {
+        for (tid, outcome) in sampler::capture(&now_free, &filtered, DEADLINE, unwind::walk) {
             out.insert(tid, raw_of(outcome));
         }
     }
@@ -447,25 +462,22 @@ fn signalable(tid: i32, signal: i32) -> Option<TaskStatus> {
 }
 
 /// Threads seen waiting for the stack signal with `sigwait`; pruned of exited threads.
-static SIGWAITERS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+static SIGWAITERS: crate::forklock::ForkLock<Vec<i32>> = crate::forklock::ForkLock::new(Vec::new());
 
 fn sigwaiters() -> Vec<i32> {
-    SIGWAITERS.lock().map(|list| list.clone()).unwrap_or_default()
+    SIGWAITERS.lock().clone()
 }
 
 fn sigwaiters_insert(tid: i32) {
-    if let Ok(mut list) = SIGWAITERS.lock()
-        && !list.contains(&tid)
-    {
+    let mut list = SIGWAITERS.lock();
+    if !list.contains(&tid) {
         list.push(tid);
     }
 }
 
 /// Forgets threads that no longer exist.
 fn sigwaiters_prune(alive: &[i32]) {
-    if let Ok(mut list) = SIGWAITERS.lock() {
-        list.retain(|tid| alive.binary_search(tid).is_ok());
-    }
+    SIGWAITERS.lock().retain(|tid| alive.binary_search(tid).is_ok());
 }
 
 /// Whether `tid` sits in a system call that would take `signal` for the program: a

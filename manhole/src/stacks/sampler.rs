@@ -11,7 +11,8 @@
 //! - It allocates nothing, takes no lock, formats nothing, calls no unwinder, and preserves
 //!   `errno`. It needs a few hundred bytes of stack, so it fits on the smallest alternate
 //!   signal stack and on a thread with little stack left.
-//! - It acts only on `SI_QUEUE` signals sent by this very process (`si_pid == getpid()`);
+//! - It acts only on `SI_QUEUE` signals sent by this very process (`si_pid` is this process's id, cached: the handler makes
+//!   no `getpid` call);
 //!   anything else (a `kill`, a `tgkill` from a shell) is ignored.
 //! - It writes only into a slot it won with a compare-and-swap from `REQUESTED(gen)` to
 //!   `WRITING(gen)`. The dumper abandons a slot by swapping `REQUESTED(gen)` to `ABANDONED`,
@@ -78,6 +79,8 @@ struct Slot {
     maps_len: AtomicUsize,
     /// How many bytes of stack were copied.
     copied: AtomicUsize,
+    /// The copy mode for this request (set by the dumper; 0: the process-wide one).
+    mode: AtomicUsize,
 }
 
 /// Slot tables: segment `k` holds `BASE << k` slots and is allocated when first needed.
@@ -142,6 +145,25 @@ fn reset_slots() {
     }
 }
 
+/// This process's id, for the handler (which then makes no `getpid` call); refreshed in a
+/// forked child before anything else runs there.
+static PID: AtomicI32 = AtomicI32::new(0);
+
+fn own_pid() -> i32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => std::process::id() as i32,
+        pid => pid,
+    }
+}
+
+/// In a forked child (atfork, async-signal-safe): its own pid, and every slot free (requests in
+/// flight were for the parent's threads, which do not exist here).
+pub(crate) fn after_fork_in_child() {
+    // SAFETY: getpid is async-signal-safe and has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    reset_slots();
+}
+
 /// How the handler copies stack memory.
 static COPY_MODE: AtomicU8 = AtomicU8::new(COPY_NONE);
 const COPY_NONE: u8 = 0;
@@ -167,7 +189,7 @@ fn vm_read(from: usize, to: *mut u8, len: usize) -> usize {
     let n = unsafe {
         libc::syscall(
             libc::SYS_process_vm_readv,
-            libc::getpid(),
+            own_pid(),
             &local as *const libc::iovec,
             1usize,
             &remote as *const libc::iovec,
@@ -181,11 +203,29 @@ fn vm_read(from: usize, to: *mut u8, len: usize) -> usize {
 /// Reads memory of this process into `out` without ever faulting: through the kernel where it
 /// allows it, else nothing. Returns the bytes read.
 pub(crate) fn read_memory(address: usize, out: &mut [u8]) -> usize {
+    if !may_read_through_kernel() {
+        return 0;
+    }
     vm_read(address, out.as_mut_ptr(), out.len())
+}
+
+/// Whether the calling thread may call `process_vm_readv`: the process allowed it at install,
+/// and this thread has no seccomp filter (one installed since could kill the process for it).
+fn may_read_through_kernel() -> bool {
+    COPY_MODE.load(Ordering::Relaxed) == COPY_VM_READV
+        && crate::procfs::task_status(crate::sys::gettid()).is_some_and(|s| s.seccomp == 0)
 }
 
 /// Decides how stacks are copied, by trying `process_vm_readv` on a buffer of our own.
 fn choose_copy_mode() {
+    PID.store(std::process::id() as i32, Ordering::Relaxed);
+    // Under a seccomp filter, trying a system call it forbids may kill the process: then no
+    // system call is tried, and stacks are copied within their listed mappings.
+    let me = crate::sys::gettid();
+    if crate::procfs::task_status(me).is_none_or(|s| s.seccomp != 0) {
+        COPY_MODE.store(COPY_WITHIN_MAPPING, Ordering::Release);
+        return;
+    }
     let source = [0x5au8; 64];
     let mut target = [0u8; 64];
     let mode = if vm_read(source.as_ptr() as usize, target.as_mut_ptr(), 64) == 64 && target == source {
@@ -229,7 +269,11 @@ fn copy_stack(slot: &Slot, sp: usize) -> usize {
         unsafe { std::slice::from_raw_parts(maps_ptr, slot.maps_len.load(Ordering::Relaxed)) }
     };
     let end = mapping_end(maps, sp);
-    match COPY_MODE.load(Ordering::Relaxed) {
+    let mode = match slot.mode.load(Ordering::Relaxed) as u8 {
+        COPY_NONE => COPY_MODE.load(Ordering::Relaxed),
+        mode => mode,
+    };
+    match mode {
         COPY_VM_READV => {
             let len = end.map_or(capacity, |end| (end - sp).min(capacity));
             vm_read(sp, buffer, len)
@@ -339,8 +383,7 @@ fn record(info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo_t; QueueInfo has its exact size and the
     // SI_QUEUE layout, and the fields are only read after the code says SI_QUEUE.
     let info = unsafe { &*info.cast::<QueueInfo>() };
-    // SAFETY: getpid is async-signal-safe and has no preconditions.
-    if info.code != libc::SI_QUEUE || info.pid != unsafe { libc::getpid() } {
+    if info.code != libc::SI_QUEUE || info.pid != own_pid() {
         return;
     }
     let generation = (info.value >> 32) as u32;
@@ -586,9 +629,9 @@ pub(crate) fn capture_self() -> Snapshot {
     let end = mapping_end(&maps, regs.sp).unwrap_or(regs.sp);
     let len = (end - regs.sp).min(COPY_CAP);
     let mut stack = vec![0u8; len];
-    let copied = match COPY_MODE.load(Ordering::Relaxed) {
-        COPY_VM_READV => vm_read(regs.sp, stack.as_mut_ptr(), len),
-        _ => {
+    let copied = match may_read_through_kernel() {
+        true => vm_read(regs.sp, stack.as_mut_ptr(), len),
+        false => {
             // SAFETY: `[sp, sp + len)` is this thread's own live stack, inside its listed mapping.
             unsafe { ptr::copy_nonoverlapping(regs.sp as *const u8, stack.as_mut_ptr(), len) };
             len
@@ -640,8 +683,8 @@ fn own_registers() -> Registers {
     Registers { pc, sp, fp, lr }
 }
 
-/// The readable, writable mappings of the process (where stacks live), sorted, merged where
-/// adjacent. Empty if `/proc/self/maps` cannot be read.
+/// The private readable, writable mappings of the process (where stacks live), sorted. Empty
+/// if `/proc/self/maps` cannot be read.
 fn readable_mappings() -> Vec<(usize, usize)> {
     let Some(text) = crate::procfs::maps() else {
         return Vec::new();
@@ -652,7 +695,9 @@ fn readable_mappings() -> Vec<(usize, usize)> {
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if perms.first() != Some(&b'r') || perms.get(1) != Some(&b'w') {
+        // Private, readable and writable: where stacks live. Shared mappings (which a
+        // truncated file can make fault with SIGBUS) are never listed.
+        if perms.first() != Some(&b'r') || perms.get(1) != Some(&b'w') || perms.get(3) != Some(&b'p') {
             continue;
         }
         let Some(dash) = range.iter().position(|b| *b == b'-') else {
@@ -660,10 +705,9 @@ fn readable_mappings() -> Vec<(usize, usize)> {
         };
         let hex = |bytes: &[u8]| usize::from_str_radix(std::str::from_utf8(bytes).ok()?, 16).ok();
         if let (Some(start), Some(end)) = (hex(&range[..dash]), hex(&range[dash + 1..])) {
-            match maps.last_mut() {
-                Some(last) if last.1 == start => last.1 = end,
-                _ => maps.push((start, end)),
-            }
+            // Not merged with a neighbour: the copy never runs past the mapping that holds the
+            // stack pointer, whatever becomes of the next one.
+            maps.push((start, end));
         }
     }
     maps
@@ -743,11 +787,17 @@ impl Arena {
     }
 }
 
+/// Whether the memory stack copies of `threads` threads may take can be had.
+fn headroom_for(threads: usize) -> bool {
+    super::headroom::check(threads.saturating_mul(32 * 1024) + (1 << 20)).is_ok()
+}
+
 /// Captures every thread in `tids` (the caller's own thread must not be among them, nor any
 /// thread that blocks the signal), waiting at most `deadline` for answers. `walk` is called
 /// with each answer's registers and stack copy, in place (before the buffer is reused).
 pub(crate) fn capture<W>(
     tids: &[i32],
+    filtered: &[i32],
     deadline: Duration,
     walk: impl FnMut(Registers, &[u8]) -> W,
 ) -> Vec<(i32, Outcome<W>)> {
@@ -760,13 +810,14 @@ pub(crate) fn capture<W>(
     let Some(signal) = signal() else {
         return Vec::new();
     };
-    round(tids, signal, Instant::now() + deadline, walk)
+    round(tids, filtered, signal, Instant::now() + deadline, walk)
 }
 
 /// One request to each thread in `tids`, answered or abandoned by `until`. The requests go
 /// out in one burst: each signalled thread wakes and competes with the dumper for the CPU.
 fn round<W>(
     tids: &[i32],
+    filtered: &[i32],
     signal: i32,
     until: Instant,
     mut walk: impl FnMut(Registers, &[u8]) -> W,
@@ -777,18 +828,23 @@ fn round<W>(
     }
     state.generation = state.generation.wrapping_add(1).max(1);
     let generation_now = state.generation;
-    let pid = std::process::id() as i32;
+    let pid = own_pid();
     let capacity = reserve(tids.len() + 64);
-    if state
-        .arena
-        .as_ref()
-        .is_none_or(|a| a.buffers < tids.len() || a.per_thread < COPY_CAP)
+    // A handler of an earlier round that is still writing owns its buffer and reads the table:
+    // then the arena is retired (left mapped for good) and a new one made.
+    let writing = any_slot_writing();
+    if writing
+        || state
+            .arena
+            .as_ref()
+            .is_none_or(|a| a.buffers < tids.len() || a.per_thread < COPY_CAP)
     {
-        let writing = any_slot_writing();
         if let Some(old) = state.arena.take() {
             old.release(writing);
         }
-        state.arena = Arena::new(tids.len());
+        // Only what handlers write is backed, a few KiB a thread; under a cgroup limit that
+        // leaves less, stacks are not copied at all.
+        state.arena = headroom_for(tids.len()).then(|| Arena::new(tids.len())).flatten();
     }
     let arena = state.arena.as_ref();
     let maps_len = arena.map_or(0, |a| a.set_maps(&readable_mappings()));
@@ -837,6 +893,12 @@ fn round<W>(
                 slot.maps_len.store(0, Ordering::Relaxed);
             }
         }
+        let mode = if filtered.binary_search(&tid).is_ok() {
+            COPY_WITHIN_MAPPING
+        } else {
+            COPY_NONE
+        };
+        slot.mode.store(usize::from(mode), Ordering::Relaxed);
         slot.state
             .store(pack(generation_now, REQUESTED), Ordering::Release);
         let value = (u64::from(generation_now) << 32) | next_slot as u64;
@@ -1031,7 +1093,7 @@ mod tests {
             SIZE - untouched
         });
         let tid = tid_rx.recv().unwrap();
-        let results = capture(&[tid], Duration::from_secs(5), |_, stack| stack.len());
+        let results = capture(&[tid], &[], Duration::from_secs(5), |_, stack| stack.len());
         assert!(matches!(results[0].1, Outcome::Captured { .. }), "{results:?}");
         done_tx.send(()).unwrap();
         let used = worker.join().unwrap();
@@ -1039,6 +1101,45 @@ mod tests {
         let kernel = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
         eprintln!("signal stack used: {used} bytes (kernel's minimal frame {kernel})");
         assert!(used > 0 && used <= kernel.max(2048) + 2048, "{used} bytes used");
+    }
+
+    /// A handler that won its slot but was not scheduled before the dumper gave up still owns
+    /// its buffer: the next round must not hand that buffer to another thread.
+    #[test]
+    fn the_buffer_of_a_handler_still_writing_is_never_handed_out_again() {
+        init(None).expect("stack signal");
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            tid_tx.send(crate::sys::gettid()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let buffer_of = |results: &[(i32, Outcome<usize>)]| match results[0].1 {
+            Outcome::Captured { walked, .. } => walked,
+            ref other => panic!("{other:?}"),
+        };
+        let first = capture(&[tid], &[], Duration::from_secs(5), |_, stack| {
+            stack.as_ptr() as usize
+        });
+        let _ = buffer_of(&first);
+        let (stuck, held) = {
+            let _state = DUMPS.lock();
+            let stuck = slot(0).unwrap();
+            stuck.state.store(pack(0x00ab_cdef, WRITING), Ordering::Release);
+            (stuck, stuck.buffer.load(Ordering::Relaxed))
+        };
+        let second = capture(&[tid], &[], Duration::from_secs(5), |_, stack| {
+            stack.as_ptr() as usize
+        });
+        let reused = buffer_of(&second);
+        stuck.state.store(FREE, Ordering::Release);
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert_ne!(
+            reused, held,
+            "the late writer's buffer was handed to the next round"
+        );
     }
 
     #[test]

@@ -114,8 +114,15 @@ pub(crate) fn walk(regs: Registers, stack: &[u8]) -> (Vec<Address>, Option<Cut>)
     };
     #[cfg(target_arch = "x86_64")]
     let start = framehop::x86_64::UnwindRegsX86_64::new(regs.pc as u64, regs.sp as u64, regs.fp as u64);
+    // Return addresses signed by pointer authentication are stripped down to the highest
+    // address any loaded object uses.
     #[cfg(target_arch = "aarch64")]
-    let start = framehop::aarch64::UnwindRegsAarch64::new(regs.lr as u64, regs.sp as u64, regs.fp as u64);
+    let start = framehop::aarch64::UnwindRegsAarch64::new_with_ptr_auth_mask(
+        framehop::aarch64::PtrAuthMask::from_max_known_address(unwinder.max_known_code_address()),
+        regs.lr as u64,
+        regs.sp as u64,
+        regs.fp as u64,
+    );
     let mut frames = unwinder.iter_frames(regs.pc as u64, start, cache, &mut read_stack);
     let mut addresses = Vec::with_capacity(32);
     let cut = loop {
@@ -321,8 +328,12 @@ fn loaded_objects() -> Vec<Object> {
                     let eh_bytes = unsafe {
                         std::slice::from_raw_parts(eh_frame_range.start as *const u8, eh_frame_range.len())
                     };
-                    object.eh_frame = Some((eh_frame_range, eh_bytes.to_vec()));
-                    object.eh_frame_hdr = Some((hdr_range, hdr_bytes.to_vec()));
+                    // Copies that cannot be had (an address-space limit) leave the object
+                    // without tables rather than abort the program.
+                    if let (Some(eh), Some(hdr)) = (try_copy(eh_bytes), try_copy(hdr_bytes)) {
+                        object.eh_frame = Some((eh_frame_range, eh));
+                        object.eh_frame_hdr = Some((hdr_range, hdr));
+                    }
                 }
             }
         }
@@ -334,6 +345,14 @@ fn loaded_objects() -> Vec<Object> {
     // call; it reads only memory inside the objects' loaded segments.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut objects as *mut Vec<Object>).cast()) };
     objects
+}
+
+/// A copy of `bytes`, or `None` if the memory for it cannot be had.
+fn try_copy(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(bytes.len()).ok()?;
+    copy.extend_from_slice(bytes);
+    Some(copy)
 }
 
 /// The address of `.eh_frame`, from the `eh_frame_ptr` field of `.eh_frame_hdr` at `at`.
