@@ -252,7 +252,11 @@ fn activate_on_signal_listens_after_sigusr1() {
     assert!(!socket.exists(), "dormant: no socket before the signal");
 
     example.signal(libc::SIGUSR1);
-    assert!(wait_until(WAIT, || socket.exists()), "listening after SIGUSR1");
+    // The socket file appears at bind, a moment before listen(2): wait until it accepts.
+    assert!(
+        wait_until(WAIT, || std::os::unix::net::UnixStream::connect(&socket).is_ok()),
+        "listening after SIGUSR1"
+    );
     let mut client = Client::connect(&socket);
     client.opening();
     assert!(shows_thread(&mut client, "heartbeat"));

@@ -162,6 +162,18 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
         },
         e => Error::io(crate::error::BIND, Some(path.to_owned()), e.into()),
     })?;
+    // bind → chmod 0600 → listen, with nothing in between: a client that finds the file (and a
+    // waiting manhole-cli) must find it listening.
+    let finish = || -> Result<UnixListener, Error> {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("restrict the socket to its owner", Some(path.to_owned()), e))?;
+        let backlog = Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN);
+        socket::listen(&fd, backlog).map_err(|e| Error::io("listen", Some(path.to_owned()), e.into()))?;
+        Ok(UnixListener::from(fd))
+    };
+    let listener = finish().inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })?;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) => return Err(Error::io("inspect the new socket", Some(path.to_owned()), e)),
@@ -183,19 +195,11 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, Error> {
         owner_pid: std::process::id(),
         uid: meta.uid(),
     };
-    let finish = || -> Result<UnixListener, Error> {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("restrict the socket to its owner", Some(path.to_owned()), e))?;
-        let backlog = Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN);
-        socket::listen(&fd, backlog).map_err(|e| Error::io("listen", Some(path.to_owned()), e.into()))?;
-        let listener = UnixListener::from(fd);
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("make the socket non-blocking", Some(path.to_owned()), e))?;
-        Ok(listener)
-    };
-    match finish() {
-        Ok(listener) => Ok(BoundSocket { listener, file }),
+    match listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("make the socket non-blocking", Some(path.to_owned()), e))
+    {
+        Ok(()) => Ok(BoundSocket { listener, file }),
         Err(err) => {
             let _ = file.remove();
             Err(err)
