@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use support::{App, Client, PATIENCE, cpu_ticks, testapp, unique_socket, wait_until};
 
-#[test]
-fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
-    let mut app = App::serve(&["--socket", unique_socket("emfile").to_str().unwrap()]);
+/// Runs the app out of descriptors while a client waits in the backlog, and checks that the
+/// accepting `thread` backs off (no spinning, a few log lines), then serves that client once
+/// descriptors are free again. Returns the served client.
+fn backs_off_while_out_of_fds(app: &mut App, socket: &std::path::Path, thread: &str) -> Client {
     assert!(app.ask("exhaust-fds").starts_with("holding "));
     // This client waits in the backlog while accept fails with EMFILE.
-    let mut waiting = Client::connect(&app.socket);
+    let mut waiting = Client::connect(socket);
     waiting.stream.set_nonblocking(true).unwrap();
-    let before = cpu_ticks(app.pid, "manhole");
+    let before = cpu_ticks(app.pid, thread);
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(1) {
         let mut got = [0u8; 64];
@@ -26,18 +27,14 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let used = cpu_ticks(app.pid, "manhole") - before;
-    assert!(
-        used < 30,
-        "the listener used {used} ticks in one second: it spins"
-    );
+    let used = cpu_ticks(app.pid, thread) - before;
+    assert!(used < 30, "{thread} used {used} ticks in one second: it spins");
     let failures = app.stderr().matches("Accept failed").count();
     assert!(
         (1..10).contains(&failures),
         "{failures} 'Accept failed' lines:\n{}",
         app.stderr()
     );
-
     // Once descriptors are free again, the waiting client is served.
     assert_eq!(app.ask("release-fds"), "released");
     waiting.stream.set_nonblocking(false).unwrap();
@@ -47,6 +44,44 @@ fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
         "{}",
         app.stderr()
     );
+    waiting
+}
+
+#[test]
+fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
+    let mut app = App::serve(&["--socket", unique_socket("emfile").to_str().unwrap()]);
+    let socket = app.socket.clone();
+    backs_off_while_out_of_fds(&mut app, &socket, "manhole");
+}
+
+/// A one-shot window whose accept fails backs off as the always-on listener does, and serves
+/// the waiting client once descriptors are free again.
+#[test]
+fn out_of_file_descriptors_a_oneshot_window_backs_off_and_recovers() {
+    let socket = unique_socket("oneshot-emfile");
+    let mut app = App::try_serve(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--oneshot-on",
+        "USR2",
+        "--oneshot-ms",
+        "15000",
+    ])
+    .unwrap_or_else(|line| panic!("{line}"));
+    assert_eq!(app.socket, std::path::PathBuf::from("none"), "dormant at first");
+    app.socket = socket.clone();
+    // SAFETY: sends a signal to the test's own child process.
+    assert_eq!(unsafe { libc::kill(app.pid as i32, libc::SIGUSR2) }, 0);
+    assert!(
+        wait_until(PATIENCE, || socket.exists()),
+        "the window opens on USR2"
+    );
+    let mut served = backs_off_while_out_of_fds(&mut app, &socket, &format!("manhole-1x-{}", libc::SIGUSR2));
+    assert!(
+        wait_until(PATIENCE, || !socket.exists()),
+        "one session only: socket removed"
+    );
+    assert!(served.command("info").starts_with("pid "));
 }
 
 #[test]
