@@ -19,18 +19,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::Signal;
 use crate::fork::Registered;
 use crate::logging::mlog;
+use crate::options::Mode;
 use crate::server::{AcceptBackoff, Server};
-
-/// When the manhole listens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// From install on.
-    Always,
-    /// From the first time this signal arrives on.
-    ActivateOn(Signal),
-    /// One session each time the signal arrives (if any) or `handle_oneshot` is called.
-    Oneshot(Option<Signal>),
-}
 
 /// The pipe a signal or `handle_oneshot` writes to, and the signal action that writes it.
 pub(crate) struct Trigger {
@@ -189,11 +179,11 @@ pub(crate) fn run_dormant(
                 }
             }
         }
-        Mode::Oneshot(signal) => {
-            let cause = signal.map_or_else(
-                || "handle_oneshot()".to_owned(),
-                |s| format!("{s} or handle_oneshot()"),
-            );
+        Mode::Oneshot(_) | Mode::Manual => {
+            let cause = match server.mode() {
+                Mode::Oneshot(s) => format!("{s} or handle_oneshot()"),
+                _ => "handle_oneshot()".to_owned(),
+            };
             loop {
                 mlog!("Waiting for {cause} to serve one session (in pid:{pid}) ...");
                 match wait(&trigger, &wake, None) {

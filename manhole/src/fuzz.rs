@@ -7,7 +7,8 @@ use std::io::Read;
 
 use proptest::prelude::*;
 
-use crate::console::{self, Context, Json, Outcome};
+use crate::console::{self, Context, Outcome};
+use crate::json::Json;
 use crate::server::Server;
 use crate::session::{Input, LineReader};
 use crate::sys::PeerCred;
@@ -85,16 +86,16 @@ proptest! {
 
     #[test]
     fn words_split_without_panicking_and_requote_to_themselves(line in "\\PC{0,80}") {
-        if let Ok(words) = console::split_words(&line) {
-            let rejoined: Vec<String> = words.iter().map(|w| console::control::requote(w)).collect();
-            prop_assert_eq!(console::split_words(&rejoined.join(" ")).unwrap(), words);
+        if let Ok(words) = crate::text::split_words(&line) {
+            let rejoined: Vec<String> = words.iter().map(|w| crate::text::requote(w)).collect();
+            prop_assert_eq!(crate::text::split_words(&rejoined.join(" ")).unwrap(), words);
         }
     }
 
     #[test]
     fn patterns_never_panic(pattern in "[a-c*?]{0,12}", name in "[a-c]{0,24}") {
-        let _ = console::matches_pattern(&pattern, &name);
-        prop_assert!(console::matches_pattern("*", &name));
+        let _ = crate::text::matches_pattern(&pattern, &name);
+        prop_assert!(crate::text::matches_pattern("*", &name));
     }
 
     #[test]

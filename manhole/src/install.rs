@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 
 use crate::logging::{self, mlog};
+use crate::options::Mode;
 use crate::server::Server;
 use crate::{Error, Options, sys};
 
@@ -69,15 +70,14 @@ pub fn install(options: Options) -> Result<Handle, Error> {
     }
     logging::configure(options.verbose, &options.verbose_destination, every_session_ended)?;
     let mode = validated.mode;
-    let reinstall_in_children =
-        options.patch_fork && mode == crate::activation::Mode::Always && options.socket_path.is_none();
+    let reinstall_in_children = options.patch_fork && mode == Mode::Always && options.socket_path.is_none();
     let server = Server::start(&options, validated, mode)?;
     if options.patch_fork && !reinstall_in_children {
         let why = match mode {
-            crate::activation::Mode::ActivateOn(s) => format!("activation is done by {s}"),
-            crate::activation::Mode::Oneshot(Some(s)) => format!("one-shot sessions are started by {s}"),
-            crate::activation::Mode::Oneshot(None) => "manual mode".to_owned(),
-            crate::activation::Mode::Always => "a socket_path is set and children cannot share it".to_owned(),
+            Mode::ActivateOn(s) => format!("activation is done by {s}"),
+            Mode::Oneshot(s) => format!("one-shot sessions are started by {s}"),
+            Mode::Manual => "manual mode".to_owned(),
+            Mode::Always => "a socket_path is set and children cannot share it".to_owned(),
         };
         mlog!("Not giving forked children a manhole: {why}");
     }

@@ -130,10 +130,12 @@ mod forklock;
 #[cfg(test)]
 mod fuzz;
 mod install;
+mod json;
 mod listener;
 mod logging;
 mod options;
 mod procfs;
+mod protocol;
 mod redact;
 mod registry;
 mod server;
@@ -208,10 +210,15 @@ pub mod __private {
     };
     pub use inventory;
 
+    /// The prompt, line limit, machine-mode version and refusal lines, shared with manhole-cli.
+    pub mod protocol {
+        pub use crate::protocol::*;
+    }
+
     /// How a word must be written on a console line to reach a command as that same word
     /// (used by manhole-cli to pass its command-line words on).
     pub fn quote_word(word: &str) -> String {
-        crate::console::control::requote(word)
+        crate::text::requote(word)
     }
 
     /// What `#[manhole::main]` runs before the body of `main`: applies the `MANHOLE`

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
-use crate::activation::Mode;
 use crate::logging::VerboseDestination;
 use crate::registry::Local;
 use crate::signal::{Signal, SignalSpec};
@@ -358,8 +357,8 @@ impl Options {
                 });
             }
             (Some(signal), None, true) => Mode::ActivateOn(signal),
-            (None, Some(signal), _) => Mode::Oneshot(Some(signal)),
-            (None, None, false) => Mode::Oneshot(None),
+            (None, Some(signal), _) => Mode::Oneshot(signal),
+            (None, None, false) => Mode::Manual,
             (None, None, true) => Mode::Always,
         };
         if self.oneshot_timeout.is_zero() {
@@ -457,6 +456,19 @@ pub(crate) fn parse_destination(text: &str) -> VerboseDestination {
             Err(_) => VerboseDestination::File(text.into()),
         },
     }
+}
+
+/// When the manhole listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// From install on.
+    Always,
+    /// From the first time this signal arrives on.
+    ActivateOn(Signal),
+    /// One session each time the signal arrives or `handle_oneshot` is called.
+    Oneshot(Signal),
+    /// One session each time `handle_oneshot` is called (`thread(false)`): no signal.
+    Manual,
 }
 
 /// What [`Options::validate`] derived from the options.
@@ -621,11 +633,11 @@ mod tests {
         );
         assert_eq!(
             Options::new().oneshot_on(12).validate().unwrap().mode,
-            Mode::Oneshot(Some(Signal::USR2))
+            Mode::Oneshot(Signal::USR2)
         );
         assert_eq!(
             Options::new().thread(false).validate().unwrap().mode,
-            Mode::Oneshot(None)
+            Mode::Manual
         );
         assert_eq!(Options::new().validate().unwrap().mode, Mode::Always);
         rejects(

@@ -170,15 +170,6 @@ impl Shown {
     }
 }
 
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned())
-}
-
 /// `value`'s pretty `Debug` text; a panic in it is caught here, inside, so that it never
 /// unwinds through a lock guard the caller holds (a guard dropped while panicking poisons the
 /// program's lock).
@@ -190,7 +181,7 @@ fn debug_caught<T: Debug + ?Sized>(value: &T, pretty: bool) -> Result<String, St
             format!("{value:?}")
         }
     }))
-    .map_err(|panic| panic_message(&*panic))
+    .map_err(|panic| crate::text::panic_message(&*panic))
 }
 
 /// How long `print` retries a value whose lock is held elsewhere before showing `<locked>`.

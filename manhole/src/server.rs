@@ -13,15 +13,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::activation::{self, Mode, Trigger};
+use crate::activation::{self, Trigger};
 use crate::fork::Registered;
 use crate::listener::{self, SocketFile};
 use crate::logging::mlog;
-use crate::options::{Options, Validated};
+use crate::options::{Mode, Options, Validated};
 use crate::registry::Local;
 use crate::stderr_tee::Tee;
 use crate::sys::{self, PeerCred, SignalSet};
-use crate::{Error, session};
+use crate::{Error, protocol, session};
 
 /// The settings a running manhole keeps from its [`Options`].
 #[derive(Debug)]
@@ -143,7 +143,7 @@ pub(crate) fn keep_session_panics_to_sessions() {
                     .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
                 mlog!(
                     "Caught a panic in a session{at}: {}",
-                    crate::console::panic_message(info.payload())
+                    crate::text::panic_message(info.payload())
                 );
                 return;
             }
@@ -160,8 +160,8 @@ pub(crate) fn keep_session_panics_to_sessions() {
 fn listener_name(mode: Mode) -> String {
     match mode {
         Mode::ActivateOn(signal) => format!("manhole-on-{}", signal.as_raw()),
-        Mode::Oneshot(Some(signal)) => format!("manhole-1x-{}", signal.as_raw()),
-        Mode::Always | Mode::Oneshot(None) => "manhole".to_owned(),
+        Mode::Oneshot(signal) => format!("manhole-1x-{}", signal.as_raw()),
+        Mode::Always | Mode::Manual => "manhole".to_owned(),
     }
 }
 
@@ -234,7 +234,8 @@ impl Server {
         let trigger = match mode {
             Mode::Always => None,
             Mode::ActivateOn(signal) => Some(Trigger::new(Some(signal))),
-            Mode::Oneshot(signal) => Some(Trigger::new(signal)),
+            Mode::Oneshot(signal) => Some(Trigger::new(Some(signal))),
+            Mode::Manual => Some(Trigger::new(None)),
         }
         .transpose()
         .map_err(|e| Error::io("register the activation signal", None, e))?
@@ -333,7 +334,7 @@ impl Server {
     /// Makes a one-shot manhole serve one session now.
     pub(crate) fn fire_oneshot(&self) -> Result<(), Error> {
         match (&self.mode, &self.trigger) {
-            (Mode::Oneshot(_), Some(trigger)) => trigger
+            (Mode::Oneshot(_) | Mode::Manual, Some(trigger)) => trigger
                 .fire()
                 .map_err(|e| Error::io("trigger a one-shot session", None, e)),
             _ => Err(Error::ConfigurationConflict {
@@ -554,7 +555,7 @@ impl Server {
             Ok(peer) => peer,
             Err(e) => {
                 mlog!("Dropped connection on fd:{fd}: cannot read peer credentials: {e}");
-                refuse("manhole: access denied (cannot read peer credentials)\n");
+                refuse(&protocol::denied_unreadable_credentials());
                 return;
             }
         };
@@ -566,10 +567,7 @@ impl Server {
                 peer.uid,
                 peer.gid
             );
-            refuse(&format!(
-                "manhole: access denied (uid {} is not {euid} or root)\n",
-                peer.uid
-            ));
+            refuse(&protocol::denied_uid(peer.uid, euid));
             return;
         }
         let machine = Arc::new(AtomicBool::new(false));
@@ -581,15 +579,12 @@ impl Server {
                     "Refused connection on fd:{fd} from PID:{pid}: {} sessions already open",
                     self.config.max_sessions
                 );
-                refuse(&format!(
-                    "manhole: too many sessions open ({}); try again later\n",
-                    self.config.max_sessions
-                ));
+                refuse(&protocol::too_many_sessions(self.config.max_sessions));
                 return;
             }
             let Ok(shadow) = stream.try_clone().map(Registered::new) else {
                 drop(sessions);
-                refuse("manhole: cannot start a session: out of file descriptors\n");
+                refuse(protocol::OUT_OF_FDS);
                 return;
             };
             sessions.next_id += 1;
@@ -635,11 +630,7 @@ impl Server {
         if let Err(e) = spawned {
             mlog!("Cannot start a session thread: {e}");
             if let Some(entry) = lock(&self.sessions).open.get(&id) {
-                let _ = sys::send_all(
-                    &entry.stream,
-                    b"manhole: cannot start a session now; try again later\n",
-                    true,
-                );
+                let _ = sys::send_all(&entry.stream, protocol::CANNOT_START.as_bytes(), true);
             }
             self.forget(id);
         }

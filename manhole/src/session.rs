@@ -10,20 +10,18 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::console::{self, Context, Json, Outcome, Reply};
+use crate::console::{self, Context, Outcome, Reply};
 use crate::fork::Registered;
+use crate::json::Json;
 use crate::logging::mlog;
+use crate::protocol::{MACHINE_VERSION, MAX_LINE, PROMPT};
 use crate::server::Server;
 use crate::sys::{self, PeerCred};
+use crate::text::{human_duration, panic_message};
 use crate::{procfs, stacks};
-
-/// The longest command line accepted, in bytes; longer lines are discarded with an error.
-pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// How long a write may wait for a client that does not read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub(crate) const PROMPT: &str = ">>> ";
 
 /// What the client sent, one line at a time.
 #[derive(Debug, PartialEq, Eq)]
@@ -156,7 +154,7 @@ pub(crate) fn banner() -> String {
     let exe = procfs::exe().map_or_else(|| "?".to_owned(), |p| p.display().to_string());
     let uptime = procfs::process_stat()
         .uptime
-        .map_or_else(|| "?".to_owned(), console::human_duration);
+        .map_or_else(|| "?".to_owned(), human_duration);
     format!(
         "manhole {} in {exe} (pid {}), up {uptime}\nType \"help\" for commands.\n",
         env!("CARGO_PKG_VERSION"),
@@ -212,7 +210,7 @@ fn converse(
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 let _ = client.send(&format!(
                     "\nmanhole: closing this session after {} idle\n",
-                    console::human_duration(server.config.idle_timeout)
+                    human_duration(server.config.idle_timeout)
                 ));
                 return Ok(Ended::Idle);
             }
@@ -284,9 +282,6 @@ fn converse(
         client.send(&out)?;
     }
 }
-
-/// The version of the machine-mode document shape (see `help machine`).
-pub(crate) const MACHINE_VERSION: u32 = 1;
 
 /// A reply as the session sends it: text, or one JSON document on one line.
 pub(crate) fn render(reply: &Reply, command: Option<&str>, machine: bool) -> String {
@@ -362,7 +357,7 @@ fn run_line(line: &str, context: &Context<'_>) -> (Option<&'static str>, Outcome
                 "panic",
                 format!(
                     "the command panicked: {}; the program goes on",
-                    console::panic_message(&*panic)
+                    panic_message(&*panic)
                 ),
             )
             .into(),

@@ -7,9 +7,13 @@
 //! such character is shown escaped, in Rust's notation (`\x1b`, `\n`, `\u{202e}`), so what the
 //! operator reads is what is there; and the prompt `>>> `, which clients take as the end of a
 //! reply, is never part of it. Backslashes are left alone: ordinary text stays as it is.
+//!
+//! Also the console's word grammar (`split_words`, and `requote`, its inverse), name patterns,
+//! and the human forms of durations, sizes and panics: pure functions of their input.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Whether `c` must not reach a terminal as itself: C0 controls (tab and newline included),
 /// DEL, C1 controls, and the Unicode bidi embeddings, overrides, isolates and marks, plus the
@@ -37,8 +41,7 @@ fn push_escaped(c: char, out: &mut String) {
     }
 }
 
-/// The console's prompt, which ends every reply; program text never contains it.
-const PROMPT: &str = ">>> ";
+use crate::protocol::PROMPT;
 
 /// How [`PROMPT`] is shown inside program text: its last `>` escaped.
 const PROMPT_ESCAPED: &str = ">>\\x3e ";
@@ -74,6 +77,139 @@ fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
         out = out.replace(PROMPT, PROMPT_ESCAPED);
     }
     Cow::Owned(out)
+}
+
+// The console's word grammar and human formatting.
+
+/// Shows user input inside an error line: escaped, and cut short if long.
+pub(crate) fn quoted(word: &str) -> String {
+    let mut shown: String = word.chars().take(40).collect();
+    if shown.len() < word.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// Splits a command line into words: whitespace separates, `"…"` and `'…'` group, and a
+/// backslash escapes the next character (outside single quotes).
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => current.push(c),
+                        None => return Err("unterminated ' quote".to_owned()),
+                    }
+                }
+            }
+            '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => current.push(c),
+                            None => return Err("unterminated \" quote".to_owned()),
+                        },
+                        Some(c) => current.push(c),
+                        None => return Err("unterminated \" quote".to_owned()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err("a backslash ends the line".to_owned()),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+/// Whether `name` matches `pattern`: a substring, or a glob with `*` and `?`.
+pub(crate) fn matches_pattern(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.contains(pattern);
+    }
+    // Iterative glob with single-star backtracking: linear in practice, no recursion.
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`: the two largest units.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match () {
+        _ if days > 0 => format!("{days}d {hours}h"),
+        _ if hours > 0 => format!("{hours}h {minutes}m"),
+        _ if minutes > 0 => format!("{minutes}m {seconds}s"),
+        _ => format!("{seconds}s"),
+    }
+}
+
+/// A word as it must be written to split back into itself.
+pub(crate) fn requote(word: &str) -> String {
+    if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
+        return word.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 #[cfg(test)]

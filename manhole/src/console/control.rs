@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{Context, Json, Outcome, Reply, quoted};
+use super::{Context, Json, Outcome, Reply};
 use crate::logging::mlog;
+use crate::text::{quoted, requote};
 
 pub(super) fn log_level(args: &[&str], context: &Context<'_>) -> Outcome {
     let current = log::max_level();
@@ -111,22 +112,6 @@ pub(super) fn watch(args: &[&str], context: &Context<'_>) -> Outcome {
         count,
         command,
     }
-}
-
-/// A word as it must be written to split back into itself.
-pub(crate) fn requote(word: &str) -> String {
-    if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
-        return word.to_owned();
-    }
-    let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 pub(super) fn machine(args: &[&str], _: &Context<'_>) -> Outcome {

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::{Context, Json, Outcome, Reply, human_duration, matches_pattern, no_arguments, quoted};
-use crate::text::escape_controls;
+use super::{Context, Json, Outcome, Reply, no_arguments};
+use crate::text::{escape_controls, human_bytes, human_duration, matches_pattern, quoted};
 use crate::{procfs, redact, stacks};
 
 pub(super) fn stacks(args: &[&str], _: &Context<'_>) -> Outcome {
@@ -206,20 +206,6 @@ fn kernel() -> String {
         ),
         Err(_) => std::env::consts::OS.to_owned(),
     }
-}
-
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// One open file descriptor.

@@ -14,11 +14,11 @@ use crate::sys::PeerCred;
 
 pub(crate) mod control;
 mod inspect;
-pub(crate) mod json;
 mod values;
 
-pub(crate) use json::Json;
-pub(crate) use values::{forget_inherited_calls, panic_message};
+pub(crate) use crate::json::Json;
+use crate::text::{quoted, split_words};
+pub(crate) use values::forget_inherited_calls;
 
 /// What a command needs from the running manhole and the session.
 pub(crate) struct Context<'a> {
@@ -362,86 +362,6 @@ fn lookup(word: &str) -> Option<&'static CommandSpec> {
         .find(|c| c.name == word || c.aliases.contains(&word))
 }
 
-/// Shows user input inside an error line: escaped, and cut short if long.
-pub(crate) fn quoted(word: &str) -> String {
-    let mut shown: String = word.chars().take(40).collect();
-    if shown.len() < word.len() {
-        shown.push('…');
-    }
-    format!("{shown:?}")
-}
-
-/// Splits a command line into words: whitespace separates, `"…"` and `'…'` group, and a
-/// backslash escapes the next character (outside single quotes).
-pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => words.extend(word.take()),
-            '\'' => {
-                let current = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => current.push(c),
-                        None => return Err("unterminated ' quote".to_owned()),
-                    }
-                }
-            }
-            '"' => {
-                let current = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => current.push(c),
-                            None => return Err("unterminated \" quote".to_owned()),
-                        },
-                        Some(c) => current.push(c),
-                        None => return Err("unterminated \" quote".to_owned()),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some(c) => word.get_or_insert_with(String::new).push(c),
-                None => return Err("a backslash ends the line".to_owned()),
-            },
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    Ok(words)
-}
-
-/// Whether `name` matches `pattern`: a substring, or a glob with `*` and `?`.
-pub(crate) fn matches_pattern(pattern: &str, name: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
-        return name.contains(pattern);
-    }
-    // Iterative glob with single-star backtracking: linear in practice, no recursion.
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
 /// Runs one command line; returns the canonical name of the command it ran, if any.
 pub(crate) fn execute(line: &str, context: &Context<'_>) -> (Option<&'static str>, Outcome) {
     let words = match split_words(line) {
@@ -535,18 +455,6 @@ fn describe(c: &CommandSpec) -> Json {
         ("details", Json::from(c.details)),
         ("effect", Json::from(c.effect.code())),
     ])
-}
-
-/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`: the two largest units.
-pub(crate) fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match () {
-        _ if days > 0 => format!("{days}d {hours}h"),
-        _ if hours > 0 => format!("{hours}h {minutes}m"),
-        _ if minutes > 0 => format!("{minutes}m {seconds}s"),
-        _ => format!("{seconds}s"),
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::registry::Local;
 use crate::server::Server;
+use crate::text::{human_duration, matches_pattern, quoted, split_words};
 
 fn server() -> Server {
     let sessions: Arc<Mutex<Vec<&str>>> = Arc::new(Mutex::new(vec!["alice", "bob"]));
@@ -241,7 +242,10 @@ fn durations_and_sizes_read_well() {
         human_duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5)),
         "3d 4h"
     );
-    assert_eq!(inspect::human_bytes(512), "512 B");
-    assert_eq!(inspect::human_bytes(1536), "1.5 KiB");
-    assert_eq!(inspect::human_bytes(12 * 1024 * 1024 + 300 * 1024), "12.3 MiB");
+    assert_eq!(crate::text::human_bytes(512), "512 B");
+    assert_eq!(crate::text::human_bytes(1536), "1.5 KiB");
+    assert_eq!(
+        crate::text::human_bytes(12 * 1024 * 1024 + 300 * 1024),
+        "12.3 MiB"
+    );
 }

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use super::{Context, Json, Outcome, Reply, matches_pattern, quoted};
+use super::{Context, Json, Outcome, Reply};
 use crate::logging::mlog;
 use crate::redact::{self, REDACTED};
 use crate::registry::{self, Exposed, Kind, Local, Shown, show_debug};
 use crate::sys::PeerCred;
-use crate::text::{escape_controls, escape_lines};
+use crate::text::{escape_controls, escape_lines, matches_pattern, panic_message, quoted};
 
 /// An item the console can name: a static or function of the program, or a local value.
 enum Item<'a> {
@@ -50,8 +50,6 @@ fn find<'a>(name: &str, context: &'a Context<'_>) -> Result<Item<'a>, Reply> {
 pub(super) fn exists(name: &str, context: &Context<'_>) -> bool {
     find(name, context).is_ok()
 }
-
-pub(crate) use crate::registry::panic_message;
 
 /// How long `print` (and `report`, for each value) waits for a value's `Debug`.
 pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(2);

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::console::Json;
+use crate::json::Json;
 use crate::procfs::{self, SyscallState, TaskStatus};
 use crate::sys;
 use crate::text;
