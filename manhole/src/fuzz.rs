@@ -9,7 +9,6 @@ use proptest::prelude::*;
 
 use crate::console::{self, Context, Outcome};
 use crate::json::Json;
-use crate::server::Server;
 use crate::session::{Input, LineReader};
 use crate::sys::PeerCred;
 
@@ -100,8 +99,8 @@ proptest! {
 
     #[test]
     fn any_command_line_gets_an_answer_without_panicking(line in command_line()) {
-        let server = Server::for_tests(Vec::new());
-        let context = Context { server: &server, peer: PeerCred { pid: None, uid: 0, gid: 0 }, client: None, machine: false };
+        let server = crate::console::tests::FakeHost::new(Vec::new());
+        let context = Context { host: &server, peer: PeerCred { pid: None, uid: 0, gid: 0 }, client: None, machine: false };
         let before = log::max_level();
         let (_, outcome) = console::execute(&line, &context);
         log::set_max_level(before);

@@ -1,9 +1,19 @@
-//! Installing, replacing and uninstalling the one manhole of the process.
+//! Installing, replacing and uninstalling the one manhole of the process, and what a forked
+//! child does with it.
+//!
+//! With `patch_fork` (the default, unless `socket_path`, `activate_on` or `oneshot_on` is set),
+//! a child gets a manhole of its own at `/tmp/manhole-<childpid>`, bound by a thread that first
+//! sleeps `reinstall_delay`: a child that execs within the delay never creates one. The child's
+//! fork hooks (see [`crate::atfork`], registered here in one place) close manhole's descriptors
+//! and forget the parent's state with `try_lock`, since a lock held by a parent thread at the
+//! moment of the fork stays held for ever in the child, and the child gives up on reinstalling
+//! rather than wait.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, TryLockError, Weak};
 
+use crate::atfork::{self, Phase};
 use crate::logging::{self, mlog};
 use crate::options::Mode;
 use crate::server::Server;
@@ -64,7 +74,7 @@ pub fn install(options: Options) -> Result<Handle, Error> {
             });
         }
         if let Some(previous) = slot.take() {
-            crate::fork::disable();
+            disable_reinstall();
             every_session_ended = previous.stop();
         }
     }
@@ -81,14 +91,14 @@ pub fn install(options: Options) -> Result<Handle, Error> {
         };
         mlog!("Not giving forked children a manhole: {why}");
     }
-    crate::fork::configure(&options, reinstall_in_children);
+    configure_children(&options, reinstall_in_children);
     INSTALLED_BY.store(std::process::id(), Ordering::Release);
     EXIT_HOOK.call_once(|| {
         if let Err(e) = sys::at_exit(at_exit) {
             mlog!("Cannot register the exit hook ({e}); the socket will stay after exit");
         }
     });
-    crate::server::keep_session_panics_to_sessions();
+    crate::session_thread::keep_panics_to_sessions();
     let handle = Handle {
         server: Arc::downgrade(&server),
     };
@@ -124,10 +134,10 @@ pub fn install_from_env() -> Result<Option<Handle>, Error> {
     }
 }
 
-/// In a forked child (from the `pthread_atfork` handler): forgets the parent's manhole without
+/// In a forked child (from the fork hook): forgets the parent's manhole without
 /// dropping it. Returns false if the state was locked at the moment of the fork (by a thread
 /// that does not exist in the child), in which case the child must not touch it.
-pub(crate) fn forget_inherited() -> bool {
+fn forget_inherited() -> bool {
     match INSTALLED.try_lock() {
         Ok(mut slot) => {
             std::mem::forget(slot.take());
@@ -138,6 +148,99 @@ pub(crate) fn forget_inherited() -> bool {
             true
         }
         Err(std::sync::TryLockError::WouldBlock) => false,
+    }
+}
+
+/// Whether a forked child should get its own manhole.
+static REINSTALL: AtomicBool = AtomicBool::new(false);
+/// The options a child reinstalls with.
+static TEMPLATE: Mutex<Option<Options>> = Mutex::new(None);
+
+/// Registers the child's fork hooks (once) and what a child reinstalls with.
+fn configure_children(options: &Options, reinstall: bool) {
+    let hooks: [(Phase, fn()); 5] = [
+        (Phase::Stacks, crate::stacks::after_fork_in_child),
+        (Phase::RestoreStderr, crate::stderr_tee::restore_in_child),
+        (Phase::CloseFds, crate::fdguard::close_all_in_child),
+        (Phase::ForgetInherited, crate::console::forget_inherited_calls),
+        (Phase::Lifecycle, in_child),
+    ];
+    let mut watching = true;
+    for (phase, hook) in hooks {
+        watching &= atfork::on_child(phase, hook);
+    }
+    if !watching {
+        mlog!("Cannot watch for fork (pthread_atfork failed); forked children keep manhole's descriptors");
+    }
+    if let Ok(mut template) = TEMPLATE.lock() {
+        *template = reinstall.then(|| options.clone().strict(false));
+    }
+    REINSTALL.store(reinstall, Ordering::Release);
+}
+
+/// After uninstall: forked children get no manhole.
+fn disable_reinstall() {
+    REINSTALL.store(false, Ordering::Release);
+    if let Ok(mut template) = TEMPLATE.lock() {
+        *template = None;
+    }
+}
+
+/// The child's `Lifecycle` hook (see [`crate::atfork`] for its rules): forgets the parent's
+/// manhole, then starts a raw thread that reinstalls. `pthread_create` is not on POSIX's list
+/// of async-signal-safe calls; it is sound here because glibc (and musl) reset their thread
+/// list and stack-cache locks in the child before the handlers run, and the new thread's stack
+/// is mmap'd, not malloc'd. No Rust allocation happens here.
+fn in_child() {
+    if forget_inherited() && REINSTALL.load(Ordering::Acquire) {
+        // SAFETY: pthread_t and the attributes are plain data; the thread function is an
+        // extern "C" fn that catches panics.
+        unsafe {
+            let mut thread: libc::pthread_t = std::mem::zeroed();
+            if libc::pthread_create(
+                &mut thread,
+                std::ptr::null(),
+                reinstall_thread,
+                std::ptr::null_mut(),
+            ) == 0
+            {
+                libc::pthread_detach(thread);
+            }
+        }
+    }
+}
+
+/// The child's `manhole-fork` thread: waits `reinstall_delay`, then installs. A child that
+/// execs meanwhile never gets this far.
+extern "C" fn reinstall_thread(_: *mut libc::c_void) -> *mut libc::c_void {
+    let _ = std::panic::catch_unwind(|| {
+        // Like every manhole thread, it never takes a signal meant for the program.
+        let mask = crate::sys::SignalSet::all_but_faults(crate::stacks::stack_signal());
+        crate::sys::block_signals(&mask);
+        crate::sys::name_this_thread(c"manhole-fork");
+        reinstall();
+    });
+    std::ptr::null_mut()
+}
+
+/// Gives the child its own manhole after the delay, with the parent's options.
+fn reinstall() {
+    let template = match TEMPLATE.try_lock() {
+        Ok(template) => template.clone(),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().clone(),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    let Some(options) = template else {
+        mlog!("Fork detected, but manhole's settings were busy at that moment: no manhole in this child");
+        return;
+    };
+    let delay = options.reinstall_delay;
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    mlog!("Fork detected. Reinstalling Manhole.");
+    if let Err(e) = install(options) {
+        mlog!("Cannot reinstall after fork: {e}");
     }
 }
 
@@ -226,7 +329,7 @@ impl Handle {
         if let Some(server) = server
             && server.runs_here()
         {
-            crate::fork::disable();
+            disable_reinstall();
             let every_session_ended = server.stop();
             logging::close(every_session_ended);
         }

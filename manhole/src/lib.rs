@@ -121,17 +121,16 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod activation;
+mod atfork;
 mod console;
 mod death;
 mod error;
-mod fork;
+mod fdguard;
 mod forklock;
 #[cfg(test)]
 mod fuzz;
 mod install;
 mod json;
-mod listener;
 mod logging;
 mod options;
 mod procfs;
@@ -140,21 +139,24 @@ mod redact;
 mod registry;
 mod server;
 mod session;
+mod session_thread;
 mod signal;
+mod socket_file;
 mod stacks;
 mod stderr_tee;
 mod sys;
 mod text;
+mod trigger;
 
 #[doc(inline)]
 pub use manhole_macros::{expose, main};
 
 pub use error::Error;
 pub use install::{Handle, install, install_from_env};
-pub use listener::default_socket_path;
 pub use logging::VerboseDestination;
 pub use options::{Options, SigMask};
 pub use signal::{Signal, SignalSpec};
+pub use socket_file::default_socket_path;
 
 /// The stack dump a session starts with, as text: every thread of the process, with the
 /// calling thread unwound in full.

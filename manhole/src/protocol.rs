@@ -2,8 +2,8 @@
 //! version, and the lines a refused client reads. `manhole-cli` and the tests read these
 //! through `manhole::__private::protocol`, so the two sides cannot drift.
 
-/// Ends every text-mode reply; a client reads up to it. Program text never contains it (see
-/// [`crate::text::escape_controls`]).
+/// Ends every text-mode reply; a client reads up to it. Program text never contains it: the
+/// server shows `>>> ` inside a value as `>>\x3e `.
 pub const PROMPT: &str = ">>> ";
 
 /// The longest command line accepted, in bytes; longer lines are discarded with an error.

@@ -10,12 +10,11 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::console::{self, Context, Outcome, Reply};
-use crate::fork::Registered;
+use crate::console::{self, Context, Host, Outcome, Reply};
+use crate::fdguard::Registered;
 use crate::json::Json;
 use crate::logging::mlog;
 use crate::protocol::{MACHINE_VERSION, MAX_LINE, PROMPT};
-use crate::server::Server;
 use crate::sys::{self, PeerCred};
 use crate::text::{human_duration, panic_message};
 use crate::{procfs, stacks};
@@ -164,18 +163,19 @@ pub(crate) fn banner() -> String {
 
 /// Serves one client until it leaves, goes idle, or the manhole stops.
 pub(crate) fn serve(
-    server: &Server,
+    host: &dyn Host,
     stream: Registered<UnixStream>,
     peer: PeerCred,
     machine_flag: &std::sync::atomic::AtomicBool,
+    idle_timeout: Duration,
 ) {
     let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
-    match converse(server, &stream, peer, machine_flag) {
+    match converse(host, &stream, peer, machine_flag, idle_timeout) {
         Ok(Ended::Quit) => mlog!("Session from PID:{pid} ended (quit)"),
         Ok(Ended::Eof) => mlog!("Session from PID:{pid} ended (client closed)"),
         Ok(Ended::Idle) => mlog!(
             "Session from PID:{pid} closed after {} s idle",
-            server.config.idle_timeout.as_secs()
+            idle_timeout.as_secs()
         ),
         Err(e) => mlog!("Session from PID:{pid} ended: {e}"),
     }
@@ -189,12 +189,13 @@ enum Ended {
 }
 
 fn converse(
-    server: &Server,
+    host: &dyn Host,
     stream: &UnixStream,
     peer: PeerCred,
     machine_flag: &std::sync::atomic::AtomicBool,
+    idle_timeout: Duration,
 ) -> io::Result<Ended> {
-    stream.set_read_timeout(Some(server.config.idle_timeout))?;
+    stream.set_read_timeout(Some(idle_timeout))?;
     stream.set_write_timeout(Some(SEND_TIMEOUT))?;
     let client = Client { stream };
     let mut opening = stacks::dump_text(false);
@@ -210,14 +211,14 @@ fn converse(
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 let _ = client.send(&format!(
                     "\nmanhole: closing this session after {} idle\n",
-                    human_duration(server.config.idle_timeout)
+                    human_duration(idle_timeout)
                 ));
                 return Ok(Ended::Idle);
             }
             Err(e) => return Err(e),
         };
         let context = Context {
-            server,
+            host,
             peer,
             client: Some(stream),
             machine,

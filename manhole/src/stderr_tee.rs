@@ -22,10 +22,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use crate::fork::Registered;
+use crate::fdguard::Registered;
 use crate::logging::mlog;
-use crate::server::Server;
-use crate::sys;
+use crate::sys::{self, Spawner};
 
 /// The original fd 2 while the tee is on (for forked children), or -1.
 static ORIGINAL: AtomicI32 = AtomicI32::new(-1);
@@ -43,6 +42,12 @@ pub(crate) fn restore_in_child() {
         // the parent does when the tee ends.
         unsafe { libc::dup2(original, 2) };
     }
+}
+
+/// Where the tee offers what the program writes to fd 2: the open sessions.
+pub(crate) trait StderrSink: Send + Sync {
+    /// Offers a chunk to every text-mode session without waiting (MSG_DONTWAIT).
+    fn offer(&self, chunk: &[u8]);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,12 +145,12 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 
 impl Tee {
     /// Starts the tee if it is not running.
-    pub(crate) fn start(&self, server: &Arc<Server>) {
+    pub(crate) fn start(&self, spawner: &Spawner, sink: &Weak<dyn StderrSink>) {
         let mut inner = lock(&self.inner);
         if inner.running.is_some() {
             return;
         }
-        match Self::swap_in(&mut inner, server) {
+        match Self::swap_in(&mut inner, spawner, sink) {
             Ok(tee) => {
                 ORIGINAL.store(tee.original.as_raw_fd(), Ordering::Release);
                 PIPE_DEV.store(tee.pipe.0, Ordering::Release);
@@ -157,7 +162,7 @@ impl Tee {
         }
     }
 
-    fn swap_in(inner: &mut Inner, server: &Arc<Server>) -> io::Result<Running> {
+    fn swap_in(inner: &mut Inner, spawner: &Spawner, sink: &Weak<dyn StderrSink>) -> io::Result<Running> {
         // SAFETY: F_DUPFD_CLOEXEC duplicates fd 2 into a new descriptor owned below.
         let original = check(unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) })?;
         // SAFETY: `original` was just created and is owned here alone.
@@ -167,7 +172,7 @@ impl Tee {
         let writer = match reused {
             Some(writer) => writer,
             None => {
-                let (pump, writer) = Self::new_pump(copy, server)?;
+                let (pump, writer) = Self::new_pump(copy, spawner, sink)?;
                 inner.pump = Some(pump);
                 writer
             }
@@ -191,7 +196,8 @@ impl Tee {
     /// A new pipe and the thread that drains it; returns the pipe's write end.
     fn new_pump(
         original: Arc<Registered<OwnedFd>>,
-        server: &Arc<Server>,
+        spawner: &Spawner,
+        sink: &Weak<dyn StderrSink>,
     ) -> io::Result<(Arc<Pump>, Registered<OwnedFd>)> {
         let mut ends = [0; 2];
         // SAFETY: `ends` has room for the two descriptors pipe2 writes.
@@ -210,8 +216,8 @@ impl Tee {
             reader: reader.as_raw_fd(),
         });
         let shared = Arc::clone(&pump);
-        let weak = Arc::downgrade(server);
-        server.spawn_thread("manhole-stderr", move || run_pump(&shared, reader, &weak))?;
+        let sink = Weak::clone(sink);
+        spawner.spawn("manhole-stderr", move || run_pump(&shared, reader, &sink))?;
         Ok((pump, writer))
     }
 
@@ -247,7 +253,7 @@ impl Tee {
 
 /// Copies the pipe to the original stderr and to every open session, until EOF with no session
 /// open.
-fn run_pump(pump: &Pump, reader: Registered<OwnedFd>, server: &Weak<Server>) {
+fn run_pump(pump: &Pump, reader: Registered<OwnedFd>, sink: &Weak<dyn StderrSink>) {
     let mut generation = lock(&pump.state).generation;
     let mut buf = [0u8; 8192];
     loop {
@@ -275,8 +281,8 @@ fn run_pump(pump: &Pump, reader: Registered<OwnedFd>, server: &Weak<Server>) {
                 if let Some(original) = lock(&pump.state).original.clone() {
                     let _ = sys::write_all_fd(original.as_raw_fd(), chunk);
                 }
-                if let Some(server) = server.upgrade() {
-                    server.offer_to_sessions(chunk);
+                if let Some(sink) = sink.upgrade() {
+                    sink.offer(chunk);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

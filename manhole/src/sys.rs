@@ -120,6 +120,12 @@ pub(crate) fn gettid() -> i32 {
     tid as i32
 }
 
+/// Names the calling thread (at most 15 bytes show).
+pub(crate) fn name_this_thread(name: &std::ffi::CStr) {
+    // SAFETY: names the calling thread with a NUL-terminated string that outlives the call.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+}
+
 /// Runs `f` at normal process exit (after `main` returns or `std::process::exit`).
 pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     // SAFETY: atexit stores a plain function pointer with static lifetime; the callback itself
@@ -224,6 +230,30 @@ pub(crate) fn with_signals_blocked<R>(set: &SignalSet, f: impl FnOnce() -> R) ->
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     }
     result
+}
+
+/// Starts manhole's named threads, each blocking `mask` (the program's signals) from its first
+/// instruction, so none of them can take a signal the program waits for.
+#[derive(Clone)]
+pub(crate) struct Spawner {
+    mask: SignalSet,
+}
+
+impl Spawner {
+    pub(crate) fn new(mask: SignalSet) -> Spawner {
+        Spawner { mask }
+    }
+
+    /// Spawns a thread named `name` running `body`.
+    pub(crate) fn spawn(
+        &self,
+        name: &str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        with_signals_blocked(&self.mask, || {
+            std::thread::Builder::new().name(name.to_owned()).spawn(body)
+        })
+    }
 }
 
 /// Runs `f` with exactly `set` as the calling thread's mask, then puts the thread's own mask

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::command::{Command, Effect, Group};
 use super::{Context, Json, Outcome, Reply};
 use crate::logging::mlog;
 use crate::text::{quoted, requote};
@@ -103,7 +104,7 @@ pub(super) fn watch(args: &[&str], context: &Context<'_>) -> Outcome {
     if rest.is_empty() {
         return Reply::fail("usage", "usage: watch [-n SECS] [-c COUNT] COMMAND…").into();
     }
-    if matches!(rest[0], "watch" | "quit" | "exit" | "machine") {
+    if super::lookup(rest[0]).is_some_and(|c| !c.watchable) {
         return Reply::fail("usage", format!("{} cannot be watched", quoted(rest[0]))).into();
     }
     let command = rest.iter().map(|w| requote(w)).collect::<Vec<_>>().join(" ");
@@ -125,6 +126,52 @@ pub(super) fn machine(args: &[&str], _: &Context<'_>) -> Outcome {
         .into(),
     }
 }
+
+/// This family's commands (see `console::ALL`).
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "log",
+        aliases: &[],
+        usage: "log [LEVEL]",
+        summary: "show or change the log crate's level",
+        details: "Without LEVEL, shows the maximum level of the `log` crate. With one of off,\n\
+                  error, warn, info, debug, trace, changes it for the whole program (it only\n\
+                  matters if the program logs through the `log` crate).\n\
+                  Example: log debug",
+        group: Group::Values,
+        effect: Effect::ChangesState,
+        watchable: true,
+        run: log_level,
+    },
+    Command {
+        name: "watch",
+        aliases: &[],
+        usage: "watch [-n SECS] [-c COUNT] COMMAND…",
+        summary: "run a command again and again",
+        details: "Runs COMMAND every SECS seconds (default 2), COUNT times or until you press\n\
+                  Enter. Not available in machine mode: programs poll themselves.\n\
+                  Example: watch -n 1 -c 10 print REQUESTS",
+        group: Group::Session,
+        effect: Effect::ReadsOnly,
+        watchable: false,
+        run: watch,
+    },
+    Command {
+        name: "machine",
+        aliases: &[],
+        usage: "machine [on|off]",
+        summary: "one JSON document per command, for programs",
+        details: "Switches this session to machine mode: no prompt, and every command answers\n\
+                  with exactly one JSON document on one line:\n\
+                  {\"ok\":true,\"command\":\"info\",\"data\":{…},\"text\":\"…\"} or\n\
+                  {\"ok\":false,\"command\":\"set\",\"error\":{\"code\":\"parse\",\"message\":\"…\"}}\n\
+                  \"machine off\" returns to text.",
+        group: Group::Session,
+        effect: Effect::ReadsOnly,
+        watchable: false,
+        run: machine,
+    },
+];
 
 #[cfg(test)]
 mod tests {

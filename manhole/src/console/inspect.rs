@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::command::{Command, Effect, Group};
 use super::{Context, Json, Outcome, Reply, no_arguments};
 use crate::text::{escape_controls, human_bytes, human_duration, matches_pattern, quoted};
 use crate::{procfs, redact, stacks};
@@ -46,7 +47,7 @@ struct Facts {
 }
 
 fn facts(context: &Context<'_>) -> Facts {
-    let server = context.server;
+    let host = context.host;
     let stat = procfs::process_stat();
     let unknown = || "?".to_owned();
     let mut rows: Vec<(&'static str, String, Json)> = Vec::new();
@@ -129,13 +130,13 @@ fn facts(context: &Context<'_>) -> Facts {
             ),
         ]),
     ));
-    let open_sessions = server.sessions().len();
+    let open_sessions = host.sessions().len();
     rows.push((
         "sessions",
-        format!("{open_sessions} open (at most {})", server.config.max_sessions),
+        format!("{open_sessions} open (at most {})", host.max_sessions()),
         Json::obj([
             ("open", Json::from(open_sessions)),
-            ("max", Json::from(server.config.max_sessions)),
+            ("max", Json::from(host.max_sessions())),
         ]),
     ));
     let calls = super::values::CALLS_RUNNING.load(std::sync::atomic::Ordering::Acquire);
@@ -152,13 +153,13 @@ fn facts(context: &Context<'_>) -> Facts {
         format!("{stuck} stuck in a value's Debug (at most {most})"),
         Json::obj([("stuck", Json::from(stuck)), ("max", Json::from(most))]),
     ));
-    let socket = server.socket_path().map(|p| p.display().to_string());
+    let socket = host.socket_path().map(|p| p.display().to_string());
     rows.push((
         "socket",
         socket.clone().unwrap_or_else(unknown),
         Json::from(socket),
     ));
-    let up = server.started.elapsed();
+    let up = host.started().elapsed();
     rows.push(("manhole up", human_duration(up), Json::from(up.as_secs_f64())));
     let kernel = kernel();
     rows.push((
@@ -217,7 +218,7 @@ struct Fd {
 }
 
 fn open_fds(context: &Context<'_>) -> Vec<Fd> {
-    let own = context.server.own_fds();
+    let own = context.host.own_fds();
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
@@ -327,7 +328,7 @@ pub(super) fn env(args: &[&str], _: &Context<'_>) -> Outcome {
 fn clients_list(context: &Context<'_>) -> Vec<(Json, String)> {
     let now = SystemTime::now();
     context
-        .server
+        .host
         .sessions()
         .into_iter()
         .map(|s| {
@@ -407,3 +408,91 @@ pub(super) fn report(args: &[&str], context: &Context<'_>) -> Outcome {
     text.push('\n');
     Reply::ok(text, document).into()
 }
+
+/// This family's commands (see `console::ALL`).
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "stacks",
+        aliases: &["threads", "bt"],
+        usage: "stacks [--full] [NAME|TID…]",
+        summary: "every thread's stack, as on connect",
+        details: "Lists every thread with its id, name, state and stack. Each thread unwinds\n\
+                  itself when signalled, pausing for microseconds; threads that cannot answer\n\
+                  (signal blocked, stopped, uninterruptible sleep) are shown from /proc.\n\
+                  Threads with the same stack are listed together. Runtime frames (thread\n\
+                  start, lang_start) are folded; --full shows them. NAME (with * and ?) or\n\
+                  TID keeps only matching threads.\n\
+                  Examples: stacks worker-*   stacks --full 4242",
+        group: Group::Look,
+        effect: Effect::PausesThreads,
+        watchable: true,
+        run: stacks,
+    },
+    Command {
+        name: "info",
+        aliases: &[],
+        usage: "info",
+        summary: "pid, exe, uptime, threads, fds, memory, CPU",
+        details: "Shows pid and parent, executable, arguments, working directory, user,\n\
+                  uptime, thread count, open fds against their limit, memory, CPU time,\n\
+                  open sessions and versions. Secrets in the arguments are shown as\n\
+                  <redacted>: the one after --password, --token and other secret-looking\n\
+                  flags, --token=…, passwords and user names in URLs, password=….",
+        group: Group::Look,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: info,
+    },
+    Command {
+        name: "fds",
+        aliases: &[],
+        usage: "fds",
+        summary: "open file descriptors and what they point to",
+        details: "Lists every open file descriptor with its target: a path, a socket, a pipe,\n\
+                  an anonymous inode. Descriptors manhole itself holds are marked.",
+        group: Group::Look,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: fds,
+    },
+    Command {
+        name: "env",
+        aliases: &[],
+        usage: "env [PATTERN]",
+        summary: "environment variables, secrets redacted",
+        details: "Lists the process's environment, sorted. Values of variables whose names\n\
+                  suggest a secret (PASS, PWD, TOKEN, SECRET, KEY, CREDENTIAL, AUTH, COOKIE,\n\
+                  SESSION, DSN, …) are shown as <redacted>, and so are, in every value, the\n\
+                  credentials of each URL (scheme://user:<redacted>@host) and the values\n\
+                  of password=, token=, secret=, key= and the like. PATTERN filters names.",
+        group: Group::Look,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: env,
+    },
+    Command {
+        name: "clients",
+        aliases: &[],
+        usage: "clients",
+        summary: "the sessions open now",
+        details: "Lists open sessions: the client's pid, uid and program, and for how long it\n\
+                  has been connected. Yours is marked.",
+        group: Group::Look,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: clients,
+    },
+    Command {
+        name: "report",
+        aliases: &[],
+        usage: "report",
+        summary: "everything above as one JSON document",
+        details: "One JSON document with info, every thread's stack, every exposed value, the\n\
+                  fds, the environment and the sessions: attach it to a ticket. Secrets are\n\
+                  redacted as in info, env and print (report has no --reveal).",
+        group: Group::Look,
+        effect: Effect::PausesThreads,
+        watchable: true,
+        run: report,
+    },
+];

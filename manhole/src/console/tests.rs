@@ -1,24 +1,85 @@
 //! The console's commands, run without a socket against a server that listens nowhere.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::*;
 use crate::registry::Local;
-use crate::server::Server;
+use crate::sys::{PeerCred, SignalSet, Spawner};
 use crate::text::{human_duration, matches_pattern, quoted, split_words};
 
-fn server() -> Server {
+/// A running manhole as a command sees it, without a socket or a thread.
+pub(crate) struct FakeHost {
+    locals: Vec<Local>,
+    started: std::time::Instant,
+    spawner: Spawner,
+}
+
+impl FakeHost {
+    pub(crate) fn new(locals: Vec<Local>) -> FakeHost {
+        FakeHost {
+            locals,
+            started: std::time::Instant::now(),
+            spawner: Spawner::new(SignalSet::empty()),
+        }
+    }
+}
+
+impl Host for FakeHost {
+    fn sessions(&self) -> Vec<SessionInfo> {
+        vec![SessionInfo {
+            id: 1,
+            peer: PeerCred {
+                pid: Some(1),
+                uid: 0,
+                gid: 0,
+            },
+            opened: std::time::SystemTime::now(),
+            is_current: true,
+        }]
+    }
+
+    fn max_sessions(&self) -> usize {
+        32
+    }
+
+    fn socket_path(&self) -> Option<std::path::PathBuf> {
+        Some("/tmp/manhole-unit-test".into())
+    }
+
+    fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    fn own_fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
+
+    fn locals(&self) -> &[Local] {
+        &self.locals
+    }
+
+    fn program_mask(&self) -> SignalSet {
+        SignalSet::empty()
+    }
+
+    fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+}
+
+fn server() -> FakeHost {
     let sessions: Arc<Mutex<Vec<&str>>> = Arc::new(Mutex::new(vec!["alice", "bob"]));
-    Server::for_tests(vec![Local {
+    FakeHost::new(vec![Local {
         name: "sessions".into(),
         type_name: "Mutex<Vec<&str>>",
         value: std::panic::AssertUnwindSafe(sessions),
     }])
 }
 
-fn run(server: &Server, line: &str) -> (Option<&'static str>, Outcome) {
+fn run(host: &FakeHost, line: &str) -> (Option<&'static str>, Outcome) {
     let context = Context {
-        server,
+        host,
         peer: PeerCred {
             pid: Some(1),
             uid: 0,
@@ -30,8 +91,8 @@ fn run(server: &Server, line: &str) -> (Option<&'static str>, Outcome) {
     execute(line, &context)
 }
 
-fn reply(server: &Server, line: &str) -> Reply {
-    match run(server, line).1 {
+fn reply(host: &FakeHost, line: &str) -> Reply {
+    match run(host, line).1 {
         Outcome::Reply(reply) => reply,
         other => panic!("{line}: {other:?}"),
     }
@@ -40,7 +101,7 @@ fn reply(server: &Server, line: &str) -> Reply {
 #[test]
 fn help_lists_every_command_once_grouped_and_fits_a_terminal() {
     let text = reply(&server(), "help").text;
-    for c in COMMANDS {
+    for c in commands() {
         assert_eq!(
             text.matches(&format!("\n  {} ", c.name)).count(),
             1,

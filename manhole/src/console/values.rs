@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use super::command::{Command, Effect, Group};
 use super::{Context, Json, Outcome, Reply};
 use crate::logging::mlog;
 use crate::redact::{self, REDACTED};
@@ -38,7 +39,7 @@ impl Item<'_> {
 }
 
 fn find<'a>(name: &str, context: &'a Context<'_>) -> Result<Item<'a>, Reply> {
-    if let Some(local) = context.server.locals().iter().find(|l| l.name == name) {
+    if let Some(local) = context.host.locals().iter().find(|l| l.name == name) {
         return Ok(Item::Local(local));
     }
     registry::find(name)
@@ -129,9 +130,9 @@ fn read_off_thread(key: usize, read: impl FnOnce() -> Shown + Send + 'static, co
     };
     let index = slot.0;
     let (tx, rx) = mpsc::channel();
-    let mask = context.server.program_mask();
-    let spawned = context.server.spawn_thread("manhole-read", move || {
-        crate::server::mark_session_thread();
+    let mask = context.host.program_mask();
+    let spawned = context.host.spawner().spawn("manhole-read", move || {
+        crate::session_thread::mark();
         let shown = catch_unwind(AssertUnwindSafe(|| crate::sys::with_mask(&mask, read)))
             .unwrap_or_else(|p| Shown::Panicked(panic_message(&*p)));
         let _ = tx.send(shown);
@@ -195,7 +196,7 @@ pub(super) fn vars(args: &[&str], context: &Context<'_>) -> Outcome {
     };
     // (name, kind, type, module, doc)
     let mut rows: Vec<[String; 5]> = Vec::new();
-    for local in context.server.locals() {
+    for local in context.host.locals() {
         rows.push([
             local.name.clone(),
             "local".into(),
@@ -558,9 +559,9 @@ fn run_abandonable(
     context: &Context<'_>,
 ) -> Result<Result<String, String>, String> {
     let (tx, rx) = mpsc::channel();
-    let mask = context.server.program_mask();
-    let spawned = context.server.spawn_thread("manhole-call", move || {
-        crate::server::mark_session_thread();
+    let mask = context.host.program_mask();
+    let spawned = context.host.spawner().spawn("manhole-call", move || {
+        crate::session_thread::mark();
         let outcome = catch_unwind(AssertUnwindSafe(|| crate::sys::with_mask(&mask, || call(&args))))
             .map_err(|p| panic_message(&*p));
         // Given back before the answer goes out, so a call made right after it finds its place.
@@ -606,7 +607,7 @@ fn client_gone(client: &std::os::unix::net::UnixStream) -> bool {
 /// reads it, off the session thread with a deadline.
 pub(super) fn snapshot(context: &Context<'_>) -> Json {
     let mut items: Vec<Json> = context
-        .server
+        .host
         .locals()
         .iter()
         .map(|l| {
@@ -639,3 +640,77 @@ pub(super) fn snapshot(context: &Context<'_>) -> Json {
     }
     Json::Arr(items)
 }
+
+/// This family's commands (see `console::ALL`).
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "vars",
+        aliases: &["ls"],
+        usage: "vars [PATTERN]",
+        summary: "exposed values and functions",
+        details: "Lists every #[manhole::expose]d static and function and every local given to\n\
+                  Options::local: name, kind, type, module, and the first line of its doc.\n\
+                  PATTERN keeps names containing it, or matching it with * and ? wildcards.\n\
+                  Example: vars cache*",
+        group: Group::Values,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: vars,
+    },
+    Command {
+        name: "print",
+        aliases: &["p"],
+        usage: "print NAME [--reveal]",
+        summary: "show a value (a bare NAME does too)",
+        details: "Shows the value with its Debug format; behind a Mutex or RwLock, the value\n\
+                  itself (<locked> while held elsewhere; \"(poisoned)\" after it if the\n\
+                  program poisoned the lock, which stays so). A LazyLock or OnceLock the\n\
+                  program has not initialised shows <not initialised yet> and is not forced.\n\
+                  A Debug that takes over 2 s is left running on its own thread and shown\n\
+                  as <timed out…>. Controls in the text are shown escaped (\\x1b).\n\
+                  Typing just the name works too.\n\
+                  A value whose name looks secret (PASSWORD, TOKEN, SECRET, KEY, …) is\n\
+                  shown as <redacted>; in others, URL passwords and secret-looking fields\n\
+                  (password: \"…\", token=…) are. --reveal shows the value as it is;\n\
+                  the program's log records who asked.\n\
+                  Examples: print REQUESTS   print DB_PASSWORD --reveal",
+        group: Group::Values,
+        effect: Effect::ReadsOnly,
+        watchable: true,
+        run: print,
+    },
+    Command {
+        name: "set",
+        aliases: &[],
+        usage: "set NAME VALUE",
+        summary: "change a writable value; shows old -> new",
+        details: "Parses VALUE as the value's type and stores it. Works on statics exposed with\n\
+                  #[manhole::expose(writable)]: atomics, and Mutex or RwLock of FromStr types\n\
+                  (also in a LazyLock or OnceLock, once the program has initialised it).\n\
+                  Quote values with spaces: set MODE \"read only\"\n\
+                  A secret-looking item's old and new values are shown and logged as\n\
+                  <redacted>.\n\
+                  Example: set LIMIT 10",
+        group: Group::Values,
+        effect: Effect::ChangesState,
+        watchable: true,
+        run: set,
+    },
+    Command {
+        name: "call",
+        aliases: &[],
+        usage: "call NAME [ARG…]",
+        summary: "call an exposed function",
+        details: "Parses each argument as the parameter's type, calls the function and shows\n\
+                  its result. Quote arguments with spaces (\"…\" or '…'). If you disconnect\n\
+                  while it runs, the session ends and the call finishes on its own. At most\n\
+                  8 calls run at once (see info). The log records each call with its\n\
+                  arguments; those of a secret-looking function or parameter are logged\n\
+                  as <redacted> and hidden if the result repeats them.\n\
+                  Example: call flush_cache 10",
+        group: Group::Values,
+        effect: Effect::RunsCode,
+        watchable: true,
+        run: call,
+    },
+];

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 
-use crate::fork::Registered;
+use crate::fdguard::Registered;
 use crate::logging::mlog;
 use crate::{Error, sys};
 
@@ -65,20 +65,6 @@ pub(crate) enum Removal {
 }
 
 impl SocketFile {
-    /// A socket file that was never created (unit tests of the console).
-    #[cfg(test)]
-    pub(crate) fn detached(path: &Path) -> SocketFile {
-        SocketFile {
-            path: path.to_owned(),
-            dir: None,
-            name: Vec::new(),
-            dev: 0,
-            ino: 0,
-            owner_pid: 0,
-            uid: 0,
-        }
-    }
-
     /// Arms removal of this socket if the process is killed by a signal (see the `death` module).
     pub(crate) fn arm_death_cleanup(&self) {
         if let Some(dir) = &self.dir {

@@ -1,121 +1,21 @@
-//! How a manhole comes to listen: always (from install), after a signal (`activate_on`), one
+//! The `manhole` thread of the modes that start dormant: after a signal (`activate_on`), one
 //! session per signal or per [`Handle::handle_oneshot`](crate::Handle::handle_oneshot)
-//! (`oneshot_on`, and manual mode with `thread(false)`).
-//!
-//! A signal never does the work itself: the action registered with signal-hook-registry (which
-//! keeps calling any handler the application had) writes one byte to a non-blocking pipe, and
-//! the dormant `manhole` thread, asleep in poll(2), does the rest. A repeated signal only adds a
-//! byte, or nothing once the pipe is full. The byte written is drained before acting, so a
-//! signal arriving while a one-shot session runs is not lost but also not counted twice.
+//! (`oneshot_on`, and manual mode with `thread(false)`). It sleeps in poll(2) on its
+//! [`Trigger`] and the wake-up pipe: no timer, no wake-ups while idle.
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::Signal;
-use crate::fork::Registered;
+use super::Server;
+use super::accept::AcceptBackoff;
+use crate::fdguard::Registered;
 use crate::logging::mlog;
 use crate::options::Mode;
-use crate::server::{AcceptBackoff, Server};
-
-/// The pipe a signal or `handle_oneshot` writes to, and the signal action that writes it.
-pub(crate) struct Trigger {
-    reader: Registered<UnixStream>,
-    writer: Registered<UnixStream>,
-    action: Option<signal_hook_registry::SigId>,
-}
-
-impl std::fmt::Debug for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trigger")
-            .field("signal_action", &self.action.is_some())
-            .finish()
-    }
-}
-
-impl Trigger {
-    /// A trigger, fired by `signal` if one is given.
-    pub(crate) fn new(signal: Option<Signal>) -> io::Result<Trigger> {
-        let (reader, writer) = UnixStream::pair()?;
-        writer.set_nonblocking(true)?;
-        reader.set_nonblocking(true)?;
-        let (reader, writer) = (Registered::new(reader), Registered::new(writer));
-        let action = match signal {
-            Some(signal) => {
-                let fd: RawFd = writer.as_raw_fd();
-                let owner = std::process::id() as libc::pid_t;
-                // SAFETY: the action only calls getpid(2) and write(2), both async-signal-safe,
-                // on a descriptor that stays open until the action is unregistered (see
-                // `Drop`). In a forked child the descriptor is closed and its number may be
-                // reused, so the action does nothing there.
-                let id = unsafe {
-                    signal_hook_registry::register(signal.as_raw(), move || {
-                        if libc::getpid() == owner {
-                            let byte = 1u8;
-                            libc::write(fd, (&byte as *const u8).cast(), 1);
-                        }
-                    })
-                }?;
-                Some(id)
-            }
-            None => None,
-        };
-        Ok(Trigger {
-            reader,
-            writer,
-            action,
-        })
-    }
-
-    /// Fires the trigger from ordinary code.
-    pub(crate) fn fire(&self) -> io::Result<()> {
-        match (&*self.writer).write_byte() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()), // already pending
-            other => other,
-        }
-    }
-
-    /// Descriptors it holds, for `fds`.
-    pub(crate) fn fds(&self) -> [RawFd; 2] {
-        [self.reader.as_raw_fd(), self.writer.as_raw_fd()]
-    }
-
-    /// The end the dormant thread watches.
-    pub(crate) fn reader(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.reader.as_fd()
-    }
-
-    /// Reads away pending trigger bytes.
-    pub(crate) fn drain(&self) {
-        let mut sink = [0u8; 64];
-        while matches!((&*self.reader).read(&mut sink), Ok(n) if n > 0) {}
-    }
-}
-
-trait WriteByte {
-    fn write_byte(self) -> io::Result<()>;
-}
-
-impl WriteByte for &UnixStream {
-    fn write_byte(self) -> io::Result<()> {
-        use std::io::Write;
-        let mut stream = self;
-        stream.write_all(&[1])
-    }
-}
-
-impl Drop for Trigger {
-    fn drop(&mut self) {
-        // The action goes before the pipe it writes to.
-        if let Some(action) = self.action.take() {
-            signal_hook_registry::unregister(action);
-        }
-    }
-}
+use crate::trigger::Trigger;
 
 /// What woke a dormant manhole thread.
 enum Woken {
@@ -124,38 +24,34 @@ enum Woken {
 }
 
 /// Sleeps until the trigger fires or the manhole stops. No timer: no wake-ups while idle.
-fn wait(trigger: &Trigger, wake: &UnixStream, timeout: Option<Duration>) -> Option<Woken> {
+fn wait(trigger: &Trigger, wake: &UnixStream) -> Woken {
     loop {
         let mut fds = [
-            PollFd::new(trigger.reader.as_fd(), PollFlags::POLLIN),
+            PollFd::new(trigger.reader(), PollFlags::POLLIN),
             PollFd::new(wake.as_fd(), PollFlags::POLLIN),
         ];
-        let limit = timeout.map_or(PollTimeout::NONE, |t| {
-            PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
-        });
-        match poll(&mut fds, limit) {
-            Ok(0) => return None,
+        match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {
                 let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
                 if ready(&fds[1]) {
-                    return Some(Woken::Stopping);
+                    return Woken::Stopping;
                 }
                 if ready(&fds[0]) {
                     trigger.drain();
-                    return Some(Woken::Triggered);
+                    return Woken::Triggered;
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
                 mlog!("poll failed: {e}; the manhole stops listening for triggers");
-                return Some(Woken::Stopping);
+                return Woken::Stopping;
             }
         }
     }
 }
 
 /// The body of the `manhole` thread for the modes that start dormant.
-pub(crate) fn run_dormant(
+pub(super) fn run_dormant(
     server: Arc<Server>,
     trigger: Arc<Trigger>,
     wake: Registered<UnixStream>,
@@ -166,8 +62,8 @@ pub(crate) fn run_dormant(
         Mode::ActivateOn(signal) => {
             mlog!("Waiting for {signal} to start listening (in pid:{pid}) ...");
             loop {
-                match wait(&trigger, &wake, None) {
-                    Some(Woken::Triggered) => match server.bind() {
+                match wait(&trigger, &wake) {
+                    Woken::Triggered => match server.bind() {
                         Ok(listener) => {
                             mlog!("Activated by {signal}");
                             server.listen(listener, wake, Some(trigger));
@@ -175,7 +71,7 @@ pub(crate) fn run_dormant(
                         }
                         Err(e) => mlog!("Cannot activate on {signal}: {e}; waiting for the next one"),
                     },
-                    _ => return,
+                    Woken::Stopping => return,
                 }
             }
         }
@@ -186,13 +82,13 @@ pub(crate) fn run_dormant(
             };
             loop {
                 mlog!("Waiting for {cause} to serve one session (in pid:{pid}) ...");
-                match wait(&trigger, &wake, None) {
-                    Some(Woken::Triggered) => {
+                match wait(&trigger, &wake) {
+                    Woken::Triggered => {
                         if !serve_once(&server, &wake, timeout) {
                             return;
                         }
                     }
-                    _ => return,
+                    Woken::Stopping => return,
                 }
             }
         }
