@@ -5,6 +5,9 @@ use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
+// The longest command line a manhole takes, in bytes, without the newline.
+use manhole::__private::protocol::MAX_LINE;
+
 use crate::args::Cli;
 use crate::wire::{self, Peer};
 use crate::{Failure, connect, exit};
@@ -52,9 +55,6 @@ fn print(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
-
-/// The longest command line a manhole takes (its `MAX_LINE`, in bytes, without the newline).
-const MAX_LINE: usize = 64 * 1024;
 
 /// One line of piped commands.
 enum Line {
