@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod args;
+mod completion;
 mod connect;
 mod interactive;
 mod list;

@@ -821,7 +821,7 @@ fn a_hung_up_terminal_is_not_read_in_a_loop_nor_sent_to_the_process() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sent = "machine\nvars\nmachine off\ninfo\n".len();
+    let sent = "machine\nhelp\nvars\nmachine off\ninfo\n".len();
     assert_eq!(
         fake.received(),
         sent,

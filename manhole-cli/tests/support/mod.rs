@@ -338,6 +338,11 @@ fn serve(mode: &str, mut stream: UnixStream) -> usize {
                 let answer = match command.as_str() {
                     "machine" => r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n",
                     "vars" => r#"{"ok":true,"command":"vars","data":[],"text":""}"#.to_owned() + "\n",
+                    "help" => {
+                        r#"{"ok":true,"command":"help","data":{"commands":[{"name":"info","aliases":[]}]},"text":""}"#
+                            .to_owned()
+                            + "\n"
+                    }
                     "machine off" => {
                         r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n>>> "
                     }
