@@ -141,10 +141,13 @@ fn parse_signal(text: &str) -> Result<manhole::Signal, String> {
     text.parse::<manhole::Signal>().map_err(|e| e.to_string())
 }
 
-/// Prints a completion script for `shell`.
-pub(crate) fn completions(shell: clap_complete::Shell) {
+/// Prints a completion script for `shell`. It is made whole first: the generator panics on a
+/// failed write, a `Vec` never fails.
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), crate::Failure> {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "manhole-cli", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "manhole-cli", &mut script);
+    crate::write_out(&script)
 }
 
 #[cfg(test)]

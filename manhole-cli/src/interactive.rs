@@ -8,102 +8,25 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use rustyline::completion::Completer;
+use manhole::__private::protocol::PROMPT;
 use rustyline::error::ReadlineError;
-use rustyline::highlight::Highlighter;
-use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::Validator;
-use rustyline::{Config, Context, Editor, Helper};
+use rustyline::{Config, Editor};
 
+use crate::completion::Names;
 use crate::sanitize::Sanitizer;
-use crate::wire::{self, Peer};
+use crate::wire::Peer;
 use crate::{Failure, exit};
 
-const PROMPT: &str = ">>> ";
 /// Lines kept in `~/.manhole_history`.
 const HISTORY_SIZE: usize = 1000;
-
-/// Completes the first word from the command names, later words from the exposed names.
-struct Names {
-    commands: Vec<String>,
-    exposed: Vec<String>,
-}
-
-impl Completer for Names {
-    type Candidate = String;
-
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
-        let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let word = &before[start..];
-        let first = before[..start].trim().is_empty();
-        let pool: Vec<&String> = if first {
-            self.commands.iter().chain(&self.exposed).collect()
-        } else {
-            self.exposed.iter().collect()
-        };
-        let mut found: Vec<String> = pool
-            .into_iter()
-            .filter(|n| n.starts_with(word))
-            .cloned()
-            .collect();
-        found.sort();
-        found.dedup();
-        Ok((start, found))
-    }
-}
-
-impl Hinter for Names {
-    type Hint = String;
-}
-impl Highlighter for Names {}
-impl Validator for Names {}
-impl Helper for Names {}
-
-const COMMANDS: &[&str] = &[
-    "stacks", "threads", "bt", "info", "fds", "env", "clients", "report", "vars", "ls", "print", "p", "set",
-    "call", "log", "watch", "machine", "help", "quit", "exit",
-];
 
 fn history_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".manhole_history"))
 }
 
-/// Asks the session, in machine mode, for the exposed names; leaves it in text mode at a prompt.
-/// Names with characters a terminal would obey are left out of completion.
-fn exposed_names(
-    stream: &UnixStream,
-    reader: &mut BufReader<UnixStream>,
-    peer: Peer,
-) -> Result<Vec<String>, Failure> {
-    let mut writer = stream;
-    writer
-        .write_all(b"machine\nvars\nmachine off\n")
-        .map_err(|e| peer.broke(&e))?;
-    let mut documents = Vec::new();
-    for _ in 0..3 {
-        let line = wire::read_document(reader, peer)?.unwrap_or_default();
-        documents.push(serde_json::from_slice::<serde_json::Value>(&line).unwrap_or_default());
-    }
-    // `machine off` ends with the text prompt again.
-    let mut prompt = [0u8; 4];
-    reader.read_exact(&mut prompt).map_err(|e| peer.broke(&e))?;
-    Ok(documents[1]["data"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i["name"].as_str())
-                .filter(|name| !name.chars().any(char::is_control))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>, peer: Peer) -> Result<u8, Failure> {
-    let exposed = exposed_names(&stream, &mut reader, peer)?;
+    let names = crate::completion::fetch(&stream, &mut reader, peer)?;
     let config = Config::builder()
         .max_history_size(HISTORY_SIZE)
         .map_err(|e| Failure::new(exit::FAILED, e.to_string()))?
@@ -111,10 +34,7 @@ pub(crate) fn run(stream: UnixStream, mut reader: BufReader<UnixStream>, peer: P
         .build();
     let mut editor: Editor<Names, DefaultHistory> =
         Editor::with_config(config).map_err(|e| Failure::new(exit::FAILED, format!("no terminal: {e}")))?;
-    editor.set_helper(Some(Names {
-        commands: COMMANDS.iter().map(|c| (*c).to_owned()).collect(),
-        exposed,
-    }));
+    editor.set_helper(Some(names));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);

@@ -203,7 +203,7 @@ fn remove(entry: &Entry) -> Result<(), String> {
 pub(crate) fn run(clean_up: bool, json: bool) -> Result<u8, Failure> {
     let entries = scan()?;
     let shown = |p: &Path| clean(p.as_os_str().as_encoded_bytes());
-    if json {
+    let listing = if json {
         let list: Vec<serde_json::Value> = entries
             .iter()
             .map(|e| {
@@ -217,24 +217,29 @@ pub(crate) fn run(clean_up: bool, json: bool) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        format!("{}\n", serde_json::Value::Array(list))
     } else {
+        let mut listing = String::new();
         for e in &entries {
             let program = match &e.holder {
                 Some(Holder::Other(_)) => "(not pid's)",
                 Some(Holder::Unknown) => "(unverified)",
                 _ => e.program.as_deref().unwrap_or("-"),
             };
-            println!(
-                "{:>8}  {:>6}  {:<16}  {:<5}  {}",
+            listing.push_str(&format!(
+                "{:>8}  {:>6}  {:<16}  {:<5}  {}\n",
                 e.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                 e.uid,
                 program,
                 e.state.name(),
                 shown(&e.socket)
-            );
+            ));
         }
-    }
+        listing
+    };
+    // Written first, its failure returned last: a reader that left stops neither the warnings
+    // nor the clean-up.
+    let written = crate::write_out(listing.as_bytes());
     for e in &entries {
         if let (Some(pid), Some(Holder::Other(why))) = (e.pid, &e.holder) {
             eprintln!(
@@ -260,5 +265,5 @@ pub(crate) fn run(clean_up: bool, json: bool) -> Result<u8, Failure> {
             "{count} (nothing listens: the process is gone); `manhole-cli list --clean` removes {them}"
         );
     }
-    Ok(exit::OK)
+    written.map(|()| exit::OK)
 }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod args;
+mod completion;
 mod connect;
 mod interactive;
 mod list;
@@ -45,6 +46,25 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// Whether this is what [`write_out`] returns when stdout's reader left.
+    pub(crate) fn reader_left(&self) -> bool {
+        self.code == exit::OK && self.message.is_empty()
+    }
+}
+
+/// Writes `bytes` to stdout, flushed. A reader that left (`| head`, a closed pipe) is not an
+/// error of the client's: it gets a [`Failure`] with status 0 and no message (see
+/// [`Failure::reader_left`]), so the run stops quietly instead of panicking as `println!`
+/// does; any other failure to write is said, with status 1.
+pub(crate) fn write_out(bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::new(exit::OK, "")),
+        Err(e) => Err(Failure::new(exit::FAILED, format!("cannot write to stdout: {e}"))),
+    }
 }
 
 fn main() -> ExitCode {
@@ -58,14 +78,12 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Some(args::Sub::List { clean, json }) => list::run(*clean, *json),
-        Some(args::Sub::Completions { shell }) => {
-            args::completions(*shell);
-            Ok(exit::OK)
-        }
+        Some(args::Sub::Completions { shell }) => args::completions(*shell).map(|()| exit::OK),
         None => run::run(&cli),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
+        Err(failure) if failure.reader_left() => ExitCode::from(exit::OK),
         Err(failure) => {
             eprintln!("manhole-cli: {}", failure.message);
             ExitCode::from(failure.code)

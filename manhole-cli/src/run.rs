@@ -5,6 +5,9 @@ use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
+// The longest command line a manhole takes, in bytes, without the newline.
+use manhole::__private::protocol::MAX_LINE;
+
 use crate::args::Cli;
 use crate::wire::{self, Peer};
 use crate::{Failure, connect, exit};
@@ -46,15 +49,6 @@ pub(crate) fn run(cli: &Cli) -> Result<u8, Failure> {
     }
     run_commands(cli, &stream, &mut reader, peer)
 }
-
-fn print(text: &str) {
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
-/// The longest command line a manhole takes (its `MAX_LINE`, in bytes, without the newline).
-const MAX_LINE: usize = 64 * 1024;
 
 /// One line of piped commands.
 enum Line {
@@ -181,12 +175,47 @@ fn wait_for_stdin(
 }
 
 /// Commands from the command line or stdin, one JSON document each; exit 1 if any failed.
+/// When stdout's reader leaves, no more are run, and the status is that of those that ran.
 fn run_commands(
     cli: &Cli,
     stream: &UnixStream,
     reader: &mut BufReader<UnixStream>,
     peer: Peer,
 ) -> Result<u8, Failure> {
+    let mut status = exit::OK;
+    match send_commands(cli, stream, reader, peer, &mut status) {
+        Err(failure) if !failure.reader_left() => Err(failure),
+        _ => Ok(status),
+    }
+}
+
+/// Shows an answer (as JSON with `--json`, else its text, or its error on stderr); a failed
+/// one sets `status` to 1.
+fn show(cli: &Cli, answer: &serde_json::Value, status: &mut u8) -> Result<(), Failure> {
+    let ok = answer["ok"].as_bool().unwrap_or(false);
+    if !ok {
+        *status = exit::FAILED;
+    }
+    if cli.json {
+        crate::write_out(format!("{answer}\n").as_bytes())
+    } else if ok {
+        crate::write_out(answer["text"].as_str().unwrap_or_default().as_bytes())
+    } else {
+        eprintln!(
+            "error: {}",
+            answer["error"]["message"].as_str().unwrap_or("unknown error")
+        );
+        Ok(())
+    }
+}
+
+fn send_commands(
+    cli: &Cli,
+    stream: &UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    peer: Peer,
+    status: &mut u8,
+) -> Result<(), Failure> {
     let send = |reader: &mut BufReader<UnixStream>, line: &str| -> Result<serde_json::Value, Failure> {
         let mut writer = stream;
         writer
@@ -201,23 +230,7 @@ fn run_commands(
         }
     };
     send(reader, "machine")?;
-    let mut status = exit::OK;
-    let mut show = |answer: &serde_json::Value| {
-        let ok = answer["ok"].as_bool().unwrap_or(false);
-        if cli.json {
-            println!("{answer}");
-        } else if ok {
-            print(answer["text"].as_str().unwrap_or_default());
-        } else {
-            eprintln!(
-                "error: {}",
-                answer["error"]["message"].as_str().unwrap_or("unknown error")
-            );
-        }
-        if !ok {
-            status = exit::FAILED;
-        }
-    };
+    let mut show = |answer: &serde_json::Value| show(cli, answer, status);
     if !cli.words.is_empty() {
         let line = cli
             .words
@@ -227,9 +240,9 @@ fn run_commands(
             .join(" ");
         let line = line.trim();
         if !line.is_empty() && !matches!(line, "quit" | "exit") {
-            show(&send(reader, line)?);
+            show(&send(reader, line)?)?;
         }
-        return Ok(status);
+        return Ok(());
     }
     let mut commands = Commands::stdin()?;
     loop {
@@ -239,25 +252,24 @@ fn run_commands(
             Ok(None) => break,
             Err(e) => {
                 // What ran is shown; what could not be read is not guessed at.
-                show(&refused(format!(
+                return show(&refused(format!(
                     "cannot read stdin after line {}: {e}",
                     commands.number
                 )));
-                return Ok(exit::FAILED);
             }
         };
         let number = commands.number;
         let line = match line {
             Line::Command(line) => line,
             Line::NotUtf8 => {
-                show(&refused(format!("line {number} is not UTF-8; it was not sent")));
+                show(&refused(format!("line {number} is not UTF-8; it was not sent")))?;
                 continue;
             }
             Line::TooLong => {
                 show(&refused(format!(
                     "line {number} is longer than {} KiB, the most a manhole takes; it was not sent",
                     MAX_LINE >> 10
-                )));
+                )))?;
                 continue;
             }
         };
@@ -268,9 +280,9 @@ fn run_commands(
         if matches!(line, "quit" | "exit") {
             break;
         }
-        show(&send(reader, line)?);
+        show(&send(reader, line)?)?;
     }
-    Ok(status)
+    Ok(())
 }
 
 /// A line the client would not send, as a machine-mode failure (the server's own shape for

@@ -10,6 +10,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use manhole::__private::protocol::{self, BANNER_END, PROMPT, REFUSED_PREFIX};
+
 use crate::sanitize::{Sanitizer, clean};
 use crate::{Failure, exit};
 
@@ -21,8 +23,9 @@ pub(crate) const DOCUMENT_MAX: usize = 64 << 20;
 /// The end of the opening: the banner's last line and the first prompt. A prompt alone could
 /// be forged by a thread name in the dump ("x\n>>> "); this whole line cannot (thread names
 /// are at most 15 bytes).
-const OPENING_END: &[u8] = b"for commands.\n>>> ";
-const PROMPT: &[u8] = b">>> ";
+fn opening_end() -> Vec<u8> {
+    [BANNER_END, PROMPT].concat().into_bytes()
+}
 /// How much of the start is held back to recognise a refusal before anything is shown.
 const FIRST_LINE_MAX: usize = 4096;
 
@@ -59,10 +62,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn is_refusal(first: &[u8]) -> bool {
-    first.starts_with(b"manhole: access denied") || first.starts_with(b"manhole: too many sessions")
-}
-
 /// Reads the opening up to its prompt within `timeout`, showing it on stdout when `show`;
 /// recognises refusals.
 pub(crate) fn read_opening(
@@ -72,6 +71,7 @@ pub(crate) fn read_opening(
     timeout: Duration,
 ) -> Result<(), Failure> {
     let deadline = Instant::now() + timeout;
+    let opening_end = opening_end();
     let mut held: Vec<u8> = Vec::new(); // received, not shown yet
     let mut first_line_seen = false;
     let mut total = 0usize;
@@ -124,11 +124,11 @@ pub(crate) fn read_opening(
                 return Err(waited());
             }
             // A refusal is followed by the end of the connection, however it ends.
-            Err(_) if !first_line_seen && is_refusal(&held) => return Err(refusal(&held)),
+            Err(_) if !first_line_seen && protocol::is_refusal(&held) => return Err(refusal(&held)),
             Err(e) => return Err(peer.broke(&e)),
         };
         if chunk.is_empty() {
-            if !first_line_seen && is_refusal(&held) {
+            if !first_line_seen && protocol::is_refusal(&held) {
                 return Err(refusal(&held));
             }
             show_bytes(&held, true);
@@ -148,9 +148,9 @@ pub(crate) fn read_opening(
             ));
         }
         let n = chunk.len();
-        let from = held.len().saturating_sub(OPENING_END.len() - 1);
+        let from = held.len().saturating_sub(opening_end.len() - 1);
         held.extend_from_slice(chunk);
-        let end = find(&held[from..], OPENING_END).map(|at| from + at + OPENING_END.len());
+        let end = find(&held[from..], &opening_end).map(|at| from + at + opening_end.len());
         // Nothing after the prompt is the opening's: it stays in the reader.
         let used = end.map_or(n, |end| n - (held.len() - end));
         reader.consume(used);
@@ -174,7 +174,7 @@ pub(crate) fn read_opening(
             if !(line_ends || held.len() >= FIRST_LINE_MAX) {
                 continue;
             }
-            if is_refusal(&held) && held.len() < FIRST_LINE_MAX {
+            if protocol::is_refusal(&held) && held.len() < FIRST_LINE_MAX {
                 continue; // the end of the connection follows
             }
             first_line_seen = true;
@@ -184,7 +184,7 @@ pub(crate) fn read_opening(
             return Ok(());
         }
         // Show all but what could be the start of the end.
-        let keep = OPENING_END.len() - 1;
+        let keep = opening_end.len() - 1;
         if held.len() > keep {
             let upto = held.len() - keep;
             show_bytes(&held[..upto], false);
@@ -195,7 +195,7 @@ pub(crate) fn read_opening(
 
 fn refusal(held: &[u8]) -> Failure {
     let text = clean(held.trim_ascii());
-    Failure::new(exit::REFUSED, text.trim_start_matches("manhole: ").to_owned())
+    Failure::new(exit::REFUSED, text.trim_start_matches(REFUSED_PREFIX).to_owned())
 }
 
 /// Reads one line (a machine-mode document), at most [`DOCUMENT_MAX`] bytes; `None` at the

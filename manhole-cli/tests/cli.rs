@@ -473,6 +473,29 @@ fn list_clean_removes_only_stale_sockets_its_caller_may() {
 }
 
 #[test]
+fn a_reader_that_left_ends_the_run_quietly_with_the_status_of_what_ran() {
+    host();
+    let me = me();
+    let me = me.as_str();
+    for (args, input, code) in [
+        (&["--json", me, "info"][..], "", 0),
+        (&["-q", me, "info"][..], "", 0),
+        (&[me][..], "info\nenv\n", 0),
+        (&["--json", me, "bogus"][..], "", 1),
+        (&["list"][..], "", 0),
+        (&["list", "--json"][..], "", 0),
+        (&["completions", "bash"][..], "", 0),
+    ] {
+        let ran = support::run_with_stdout_closed(args, input);
+        assert_eq!(ran.code, Some(code), "{args:?}: {}", ran.err);
+        assert!(!ran.err.contains("panicked"), "{args:?}: {}", ran.err);
+        if code == 0 {
+            assert!(ran.err.is_empty(), "{args:?}: {}", ran.err);
+        }
+    }
+}
+
+#[test]
 fn shell_completions() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, _) = run(&["completions", shell], "");
@@ -821,7 +844,7 @@ fn a_hung_up_terminal_is_not_read_in_a_loop_nor_sent_to_the_process() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sent = "machine\nvars\nmachine off\ninfo\n".len();
+    let sent = "machine\nhelp\nvars\nmachine off\ninfo\n".len();
     assert_eq!(
         fake.received(),
         sent,

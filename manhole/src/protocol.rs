@@ -6,6 +6,11 @@
 /// server shows `>>> ` inside a value as `>>\x3e `.
 pub const PROMPT: &str = ">>> ";
 
+/// The banner's last line, right before the first prompt: a client knows the opening has
+/// ended when it reads this line and [`PROMPT`] together (a thread name in the dump can forge
+/// a prompt, not this line after it).
+pub const BANNER_END: &str = "Type \"help\" for commands.\n";
+
 /// The longest command line accepted, in bytes; longer lines are discarded with an error.
 pub const MAX_LINE: usize = 64 * 1024;
 

@@ -41,17 +41,44 @@ pub(crate) fn run_command(command: Command, input: impl AsRef<[u8]>) -> Ran {
 
 /// Runs `command` with `feed` writing its stdin (which closes when `feed` returns); kills it
 /// if it runs for more than 20 s.
+pub(crate) fn run_fed(command: Command, feed: impl FnOnce(std::process::ChildStdin) + Send + 'static) -> Ran {
+    run_fed_to(command, Stdio::piped(), feed)
+}
+
+/// Runs the client with `args` and `input` on stdin, its stdout a pipe whose reader has left
+/// (as after `| head -c0`): every write to it fails with EPIPE.
+pub(crate) fn run_with_stdout_closed(args: &[&str], input: impl AsRef<[u8]>) -> Ran {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, owned right below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors from pipe2, owned once each.
+    let (reader, writer) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    let mut command = client();
+    command.args(args);
+    let input = input.as_ref().to_owned();
+    run_fed_to(command, Stdio::from(writer), move |mut stdin| {
+        let _ = stdin.write_all(&input);
+    })
+}
+
 #[allow(
     clippy::zombie_processes,
     reason = "reaped by waitpid, to know when to stop sampling"
 )]
-pub(crate) fn run_fed(
+fn run_fed_to(
     mut command: Command,
+    stdout: Stdio,
     feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
 ) -> Ran {
     let mut child = command
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start manhole-cli");
@@ -338,6 +365,11 @@ fn serve(mode: &str, mut stream: UnixStream) -> usize {
                 let answer = match command.as_str() {
                     "machine" => r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n",
                     "vars" => r#"{"ok":true,"command":"vars","data":[],"text":""}"#.to_owned() + "\n",
+                    "help" => {
+                        r#"{"ok":true,"command":"help","data":{"commands":[{"name":"info","aliases":[]}]},"text":""}"#
+                            .to_owned()
+                            + "\n"
+                    }
                     "machine off" => {
                         r#"{"ok":true,"command":"machine","data":{},"text":""}"#.to_owned() + "\n>>> "
                     }
