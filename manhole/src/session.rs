@@ -14,7 +14,7 @@ use crate::console::{self, Context, Host, Outcome, Reply};
 use crate::fdguard::Registered;
 use crate::json::Json;
 use crate::logging::mlog;
-use crate::protocol::{MACHINE_VERSION, MAX_LINE, PROMPT};
+use crate::protocol::{BANNER_END, MACHINE_VERSION, MAX_LINE, PROMPT};
 use crate::sys::{self, PeerCred};
 use crate::text::{human_duration, panic_message};
 use crate::{procfs, stacks};
@@ -155,7 +155,7 @@ pub(crate) fn banner() -> String {
         .uptime
         .map_or_else(|| "?".to_owned(), human_duration);
     format!(
-        "manhole {} in {exe} (pid {}), up {uptime}\nType \"help\" for commands.\n",
+        "manhole {} in {exe} (pid {}), up {uptime}\n{BANNER_END}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     )
