@@ -110,6 +110,56 @@ fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
     kill(child);
 }
 
+/// The sockets the process `pid` holds.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(usize::MAX)
+}
+
+#[test]
+fn a_fork_with_hundreds_of_sessions_open_keeps_none_of_their_sockets() {
+    // Two descriptors per session: 300 sessions are more than the 512 slots the descriptor
+    // table had, past which a forked child silently kept the rest open (and those sessions
+    // never saw EOF while the child lived).
+    const SESSIONS: usize = 300;
+    let mut app = App::serve(&[
+        "--socket",
+        unique_socket("forkmany").to_str().unwrap(),
+        "--max-sessions",
+        "400",
+        "--quiet",
+    ]);
+    let mut sessions: Vec<Client> = (0..SESSIONS)
+        .map(|_| {
+            let mut client = Client::connect(&app.socket);
+            client.opening();
+            client
+        })
+        .collect();
+    assert!(sockets_of(app.pid as i32) >= 2 * SESSIONS);
+    let child = child_of(&mut app, "fork-child");
+    assert!(
+        wait_until(PATIENCE, || sockets_of(child) == 0),
+        "the child closed its copies of all {} of manhole's sockets: {} left",
+        sockets_of(app.pid as i32),
+        sockets_of(child)
+    );
+    // Every session is still the parent's alone: the last one ends with EOF on quit.
+    let last = sessions.last_mut().expect("sessions");
+    last.send(b"quit\n");
+    last.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(last.read_to_end(), "");
+    assert!(sessions[0].command("info").starts_with("pid "));
+    kill(child);
+}
+
 #[test]
 fn after_uninstall_forked_children_get_no_manhole() {
     let mut app = App::serve(&[]);

@@ -120,11 +120,10 @@ fn raw_string_start(rest: &str) -> Option<usize> {
 /// `'x'`, `'\n'`, `'\u{1f}'` (and not a lifetime `'a`).
 fn is_char_literal(rest: &str) -> bool {
     let mut chars = rest.chars().skip(1);
-    match (chars.next(), chars.next()) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('\\'), _) | (Some(_), Some('\''))
+    )
 }
 
 /// The first path segment after each `crate::` (and `$crate::`), with `use crate::{a, b::c}`
@@ -158,11 +157,8 @@ fn crate_paths(code: &str) -> Vec<String> {
                     }
                     _ => {}
                 }
-                if depth == 1 {
-                    item.push(c);
-                } else if depth > 1 && !item.contains(':') {
-                    item.push(c);
-                }
+                // Only an item's first segment counts: nested groups ride along.
+                item.push(c);
             }
             found.extend(first_ident(&item));
         } else {
@@ -212,8 +208,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every module's uses, `(module, used module, file)`; errors for paths that resolve nowhere.
-fn uses(src: &Path) -> (Vec<(String, String, PathBuf)>, Vec<String>, BTreeSet<String>) {
+/// One use: `(module, used module, the file it is in)`.
+type Edge = (String, String, PathBuf);
+
+/// Every module's uses, the paths that resolve to no module, and the modules.
+fn uses(src: &Path) -> (Vec<Edge>, Vec<String>, BTreeSet<String>) {
     let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
     let roots = reexports(&lib);
     let mut files = Vec::new();
@@ -289,10 +288,7 @@ fn cycle(table: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     None
 }
 
-fn violations(
-    table: &BTreeMap<String, BTreeSet<String>>,
-    edges: &[(String, String, PathBuf)],
-) -> BTreeSet<String> {
+fn violations(table: &BTreeMap<String, BTreeSet<String>>, edges: &[Edge]) -> BTreeSet<String> {
     edges
         .iter()
         .filter(|(from, to, _)| from != "lib" && !table.get(from).is_some_and(|may| may.contains(to)))

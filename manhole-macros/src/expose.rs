@@ -171,7 +171,7 @@ fn expose_static(item: &ItemStatic, args: &Args) -> syn::Result<TokenStream> {
             quote_spanned! {ty.span()=>
                 fn __manhole_set(
                     text: &str,
-                ) -> ::core::result::Result<(::std::string::String, ::std::string::String), ::std::string::String> {
+                ) -> ::core::result::Result<(::std::string::String, ::std::string::String), ::manhole::__private::SetError> {
                     ::manhole::__private::Settable::set_from_str(&#ident, text)
                 }
             },

@@ -207,8 +207,8 @@ pub fn register_current_thread() {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{
-        CallOutput, Exposed, Kind, Param, Probe, RenderDebug, RenderResult, SetFn, Settable, ShowAny,
-        ShowCellLock, ShowFn, ShowLockOrCell, Shown, parse_arg,
+        CallOutput, Exposed, Kind, Param, Probe, RenderDebug, RenderResult, SetError, SetFn, Settable,
+        ShowAny, ShowCellLock, ShowFn, ShowLockOrCell, Shown, parse_arg,
     };
     pub use inventory;
 

@@ -85,7 +85,7 @@ pub(crate) fn configure(
 ) -> Result<(), Error> {
     let (mode, fd, owned) = match (verbose, destination) {
         (false, _) => (OFF, 2, None),
-        (true, VerboseDestination::Stderr) if !is_open(2) => (OFF, 2, None),
+        (true, VerboseDestination::Stderr) if !crate::sys::is_open(2) => (OFF, 2, None),
         (true, VerboseDestination::Stderr) => (TO_FD, 2, None),
         (true, VerboseDestination::Fd(fd)) => (TO_FD, *fd, None),
         (true, VerboseDestination::Log) => (TO_LOG, 2, None),
@@ -124,11 +124,6 @@ pub(crate) fn close(quiet: bool) {
 pub(crate) fn owned_fd() -> Option<RawFd> {
     let fd = OWNED_FD.load(Ordering::Acquire);
     (fd >= 0).then_some(fd)
-}
-
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor's flags; an invalid fd fails with EBADF.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }
 
 /// Whether log lines are written anywhere.

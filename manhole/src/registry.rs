@@ -29,7 +29,7 @@ pub struct Exposed {
 }
 
 /// Parses text into a writable static, returning its old and new values as text.
-pub type SetFn = fn(&str) -> Result<(String, String), String>;
+pub type SetFn = fn(&str) -> Result<(String, String), SetError>;
 
 /// Reads a static the way the console shows it; see [`Shown`].
 pub type ShowFn = fn() -> Shown;
@@ -353,22 +353,57 @@ impl<T: ?Sized> ShowAny for Probe<'_, T> {
 )]
 pub trait Settable {
     /// Parses `text`, stores it, and returns the old and the new value as text.
-    fn set_from_str(&self, text: &str) -> Result<(String, String), String>;
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError>;
 }
 
-fn parse<T: FromStr>(text: &str) -> Result<T, String>
+/// Why a value was not set; nothing changed in every case. `set` shows the message, and
+/// machine mode gives the code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetError {
+    /// The text is not a value of the type.
+    Parse(String),
+    /// The lock stayed held elsewhere for as long as manhole waits.
+    Locked(String),
+    /// A `LazyLock` or `OnceLock` the program has not initialised.
+    NotInitialised,
+}
+
+impl SetError {
+    /// The stable code of machine mode's `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SetError::Parse(_) => "parse",
+            SetError::Locked(_) => "locked",
+            SetError::NotInitialised => "not_initialised",
+        }
+    }
+}
+
+impl Display for SetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetError::Parse(message) | SetError::Locked(message) => f.write_str(message),
+            SetError::NotInitialised => f.write_str(NOT_INITIALISED),
+        }
+    }
+}
+
+fn parse<T: FromStr>(text: &str) -> Result<T, SetError>
 where
     T::Err: Display,
 {
-    text.trim()
-        .parse::<T>()
-        .map_err(|e| format!("cannot parse {text:?} as {}: {e}", std::any::type_name::<T>()))
+    text.trim().parse::<T>().map_err(|e| {
+        SetError::Parse(format!(
+            "cannot parse {text:?} as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 macro_rules! settable_atomic {
     ($($atomic:ty => $value:ty),* $(,)?) => {$(
         impl Settable for $atomic {
-            fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+            fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
                 let new: $value = parse(text)?;
                 let old = self.swap(new, Ordering::SeqCst);
                 Ok((format!("{old:?}"), format!("{new:?}")))
@@ -384,17 +419,17 @@ settable_atomic! {
 }
 
 /// Retries `attempt` until it stops reporting a held lock, for at most [`LOCK_PATIENCE`].
-fn with_patience<R>(mut attempt: impl FnMut() -> Option<R>) -> Result<R, String> {
+fn with_patience<R>(mut attempt: impl FnMut() -> Option<R>) -> Result<R, SetError> {
     let deadline = Instant::now() + LOCK_PATIENCE;
     loop {
         if let Some(done) = attempt() {
             return Ok(done);
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(SetError::Locked(format!(
                 "the lock is held elsewhere (waited {} ms); nothing changed",
                 LOCK_PATIENCE.as_millis()
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -406,7 +441,7 @@ fn with_patience<R>(mut attempt: impl FnMut() -> Option<R>) -> Result<R, String>
 fn set_locked<T, G>(
     text: &str,
     mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>,
-) -> Result<(String, String), String>
+) -> Result<(String, String), SetError>
 where
     T: FromStr + Debug,
     T::Err: Display,
@@ -425,7 +460,7 @@ where
     T: FromStr + Debug,
     T::Err: Display,
 {
-    fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
         set_locked(text, || self.try_lock())
     }
 }
@@ -435,7 +470,7 @@ where
     T: FromStr + Debug,
     T::Err: Display,
 {
-    fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
         set_locked(text, || self.try_write())
     }
 }
@@ -464,19 +499,19 @@ const NOT_INITIALISED: &str = "is not initialised yet: setting it would run the 
     initializer from the console (and a panic there would poison it for the program); nothing changed";
 
 impl<T: Settable + Debug, F: FnOnce() -> T> Settable for LazyLock<T, F> {
-    fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
         match lazy_get(self) {
             Some(inner) => inner.set_from_str(text),
-            None => Err(NOT_INITIALISED.to_owned()),
+            None => Err(SetError::NotInitialised),
         }
     }
 }
 
 impl<T: Settable> Settable for OnceLock<T> {
-    fn set_from_str(&self, text: &str) -> Result<(String, String), String> {
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
         match self.get() {
             Some(inner) => inner.set_from_str(text),
-            None => Err(NOT_INITIALISED.to_owned()),
+            None => Err(SetError::NotInitialised),
         }
     }
 }
@@ -535,6 +570,7 @@ mod tests {
         assert!(
             n.set_from_str("ten")
                 .unwrap_err()
+                .to_string()
                 .starts_with("cannot parse \"ten\" as usize")
         );
         assert_eq!(n.load(Ordering::SeqCst), 10);
@@ -549,19 +585,11 @@ mod tests {
         assert!(limit.set_from_str("300").is_err());
         assert_eq!(*limit.read().unwrap(), 1);
         let lazy: LazyLock<Mutex<i32>> = LazyLock::new(|| Mutex::new(7));
-        assert!(
-            lazy.set_from_str("-1")
-                .unwrap_err()
-                .starts_with("is not initialised yet")
-        );
+        assert!(lazy.set_from_str("-1").unwrap_err() == SetError::NotInitialised);
         LazyLock::force(&lazy);
         assert_eq!(lazy.set_from_str("-1"), Ok(("7".into(), "-1".into())));
         let once: OnceLock<AtomicU8> = OnceLock::new();
-        assert!(
-            once.set_from_str("1")
-                .unwrap_err()
-                .starts_with("is not initialised yet")
-        );
+        assert!(once.set_from_str("1").unwrap_err() == SetError::NotInitialised);
         once.get_or_init(|| AtomicU8::new(0));
         assert_eq!(once.set_from_str("1"), Ok(("0".into(), "1".into())));
     }
@@ -708,7 +736,8 @@ mod tests {
         let value = Mutex::new(5);
         let guard = value.lock().unwrap();
         let err = value.set_from_str("6").unwrap_err();
-        assert!(err.starts_with("the lock is held elsewhere"), "{err}");
+        assert_eq!(err.code(), "locked");
+        assert!(err.to_string().starts_with("the lock is held elsewhere"), "{err}");
         drop(guard);
         assert_eq!(*value.lock().unwrap(), 5);
     }

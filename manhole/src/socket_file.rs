@@ -304,9 +304,8 @@ fn describe(meta: &fs::Metadata) -> &'static str {
 }
 
 fn max_path_len() -> usize {
-    // SAFETY: sockaddr_un is plain data; a zeroed value is only used to read the array length.
-    let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_path.len() - 1
+    // `sun_path` is the struct's last field, and leaves room for the terminating NUL.
+    std::mem::size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path) - 1
 }
 
 #[cfg(test)]

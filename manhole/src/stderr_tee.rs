@@ -18,7 +18,7 @@
 //! fd 2 back at once, again only if fd 2 is still the pipe.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -38,9 +38,8 @@ pub(crate) fn restore_in_child() {
     let original = ORIGINAL.load(Ordering::Acquire);
     let pipe = (PIPE_DEV.load(Ordering::Acquire), PIPE_INO.load(Ordering::Acquire));
     if original >= 0 && sys::fd_identity(2) == Some(pipe) {
-        // SAFETY: `original` is the child's copy of the saved descriptor; dup2 onto 2 is what
-        // the parent does when the tee ends.
-        unsafe { libc::dup2(original, 2) };
+        // The child's copy of the saved descriptor, as the parent does when the tee ends.
+        let _ = sys::dup_onto(original, 2);
     }
 }
 
@@ -135,14 +134,6 @@ impl std::fmt::Debug for Tee {
     }
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 impl Tee {
     /// Starts the tee if it is not running.
     pub(crate) fn start(&self, spawner: &Spawner, sink: &Weak<dyn StderrSink>) {
@@ -163,10 +154,7 @@ impl Tee {
     }
 
     fn swap_in(inner: &mut Inner, spawner: &Spawner, sink: &Weak<dyn StderrSink>) -> io::Result<Running> {
-        // SAFETY: F_DUPFD_CLOEXEC duplicates fd 2 into a new descriptor owned below.
-        let original = check(unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) })?;
-        // SAFETY: `original` was just created and is owned here alone.
-        let original = Registered::new(unsafe { OwnedFd::from_raw_fd(original) });
+        let original = Registered::new(sys::dup_cloexec(2)?);
         let copy = Arc::new(Registered::new(original.try_clone()?));
         let reused = inner.pump.as_ref().and_then(|pump| pump.reattach(&copy));
         let writer = match reused {
@@ -178,9 +166,8 @@ impl Tee {
             }
         };
         let pipe = sys::fd_identity(writer.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
-        // SAFETY: dup2 atomically points fd 2 at the pipe; other threads writing to fd 2 see
-        // either the old or the new file, never a closed descriptor.
-        if let Err(e) = check(unsafe { libc::dup2(writer.as_raw_fd(), 2) }) {
+        // Other threads writing to fd 2 see either the old or the new file, never a closed one.
+        if let Err(e) = sys::dup_onto(writer.as_raw_fd(), 2) {
             if let Some(pump) = &inner.pump {
                 pump.detach();
             }
@@ -199,11 +186,7 @@ impl Tee {
         spawner: &Spawner,
         sink: &Weak<dyn StderrSink>,
     ) -> io::Result<(Arc<Pump>, Registered<OwnedFd>)> {
-        let mut ends = [0; 2];
-        // SAFETY: `ends` has room for the two descriptors pipe2 writes.
-        check(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) })?;
-        // SAFETY: both descriptors were just created and are owned here alone.
-        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        let (reader, writer) = sys::pipe_cloexec()?;
         // Registered, so a forked child closes its copies (see the `fork` module).
         let (reader, writer) = (Registered::new(reader), Registered::new(writer));
         let pump = Arc::new(Pump {
@@ -237,8 +220,8 @@ impl Tee {
         // daemonizing): putting the old stderr back would undo that. (A dup2 of the program's
         // between this check and the one below is not seen: there is no atomic compare-and-dup2.)
         if sys::fd_identity(2) == Some(pipe) {
-            // SAFETY: as in `swap_in`: an atomic switch of fd 2 back to the original file.
-            unsafe { libc::dup2(original.as_raw_fd(), 2) };
+            // As in `swap_in`: an atomic switch of fd 2 back to the original file.
+            let _ = sys::dup_onto(original.as_raw_fd(), 2);
             mlog!("Stderr restored");
         } else {
             mlog!("The program replaced stderr during the session; not restoring it");
@@ -257,14 +240,7 @@ fn run_pump(pump: &Pump, reader: Registered<OwnedFd>, sink: &Weak<dyn StderrSink
     let mut generation = lock(&pump.state).generation;
     let mut buf = [0u8; 8192];
     loop {
-        // SAFETY: `reader` is an open pipe end owned by this thread; the buffer is valid.
-        let n = unsafe { libc::read(reader.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        let read = if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        };
-        match read {
+        match sys::read_fd(reader.as_raw_fd(), &mut buf) {
             Ok(0) => {
                 let mut state = lock(&pump.state);
                 if state.attached || state.generation != generation {

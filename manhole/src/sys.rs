@@ -4,7 +4,7 @@
 //! invariant it relies on. Nothing here allocates, so the write helpers may be used after fork.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// Writes all of `bytes` to `fd` with raw write(2), retrying on EINTR.
@@ -278,6 +278,70 @@ pub(crate) fn with_mask<R>(set: &SignalSet, f: impl FnOnce() -> R) -> R {
 }
 
 /// The device and inode of the file open at `fd`. Only fstat(2): async-signal-safe.
+/// Adds an action for `signal` (keeping the handler the program had, through
+/// signal-hook-registry) that writes one byte to `fd`: the self-pipe of a trigger. The caller
+/// keeps `fd` open until it unregisters the returned action. In a forked child the action does
+/// nothing, since the descriptor is closed there and its number may be reused.
+pub(crate) fn on_signal_write_byte(signal: i32, fd: RawFd) -> io::Result<signal_hook_registry::SigId> {
+    let owner = std::process::id() as libc::pid_t;
+    // SAFETY: the action only calls getpid(2) and write(2), both async-signal-safe (and
+    // signal-hook-registry saves and restores errno around every action), on a descriptor the
+    // caller keeps open while the action is registered.
+    unsafe {
+        signal_hook_registry::register(signal, move || {
+            if libc::getpid() == owner {
+                let byte = 1u8;
+                libc::write(fd, (&byte as *const u8).cast(), 1);
+            }
+        })
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [0; 2];
+    // SAFETY: `ends` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
+
+/// A close-on-exec duplicate of `fd`, numbered 3 or above.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only creates a descriptor, owned below.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if copy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `copy` was just created and is owned here alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// Points descriptor `target` at the file of `source`, atomically: other threads using
+/// `target` see the old file or the new one, never a closed descriptor. Async-signal-safe.
+pub(crate) fn dup_onto(source: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 touches only the descriptor table; the caller owns what `target` means.
+    if unsafe { libc::dup2(source, target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One read(2) from `fd`.
+pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether `fd` is an open descriptor.
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
 pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: stat is plain data, filled by fstat on success.
     let mut meta: libc::stat = unsafe { std::mem::zeroed() };

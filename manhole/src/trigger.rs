@@ -38,21 +38,7 @@ impl Trigger {
         let (reader, writer) = (Registered::new(reader), Registered::new(writer));
         let action = match signal {
             Some(signal) => {
-                let fd: RawFd = writer.as_raw_fd();
-                let owner = std::process::id() as libc::pid_t;
-                // SAFETY: the action only calls getpid(2) and write(2), both async-signal-safe (and
-                // signal-hook-registry keeps errno around every action),
-                // on a descriptor that stays open until the action is unregistered (see
-                // `Drop`). In a forked child the descriptor is closed and its number may be
-                // reused, so the action does nothing there.
-                let id = unsafe {
-                    signal_hook_registry::register(signal.as_raw(), move || {
-                        if libc::getpid() == owner {
-                            let byte = 1u8;
-                            libc::write(fd, (&byte as *const u8).cast(), 1);
-                        }
-                    })
-                }?;
+                let id = crate::sys::on_signal_write_byte(signal.as_raw(), writer.as_raw_fd())?;
                 Some(id)
             }
             None => None,

@@ -7,10 +7,7 @@
 //! tested here without one.
 
 mod command;
-mod control;
-mod inspect;
 mod reply;
-mod values;
 
 pub(crate) use crate::json::Json;
 use crate::text::{quoted, split_words};
@@ -19,9 +16,18 @@ pub(crate) use command::{Context, Host, SessionInfo};
 pub(crate) use reply::{Outcome, Reply};
 pub(crate) use values::forget_inherited_calls;
 
-/// Every command, one table per command family, in the order `help` lists them. A new family
-/// is a module with its `COMMANDS` and one line here; nothing else changes.
-const ALL: &[&[Command]] = &[inspect::COMMANDS, values::COMMANDS, control::COMMANDS, COMMANDS];
+/// Declares the command families (modules of `console/`, each ending in a `COMMANDS` table)
+/// and `ALL`, their tables in the order `help` lists them, this module's own last.
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        $(mod $family;)*
+        const ALL: &[&[Command]] = &[$($family::COMMANDS,)* COMMANDS];
+    };
+}
+
+// Every command family. A new one is a module here with its `COMMANDS`, and its name on this
+// line; nothing else changes (not the session, not the server).
+families!(inspect, values, control);
 
 /// This module's own: `help` (which reads [`ALL`]) and `quit`.
 const COMMANDS: &[Command] = &[

@@ -369,15 +369,8 @@ pub(super) fn set(args: &[&str], context: &Context<'_>) -> Outcome {
             .into()
         }
         Ok(Err(e)) => {
-            let code = if e.starts_with("the lock is held") {
-                "locked"
-            } else if e.starts_with("is not initialised") {
-                "not_initialised"
-            } else {
-                "parse"
-            };
-            let e = hide_secrets(&e, [(*name, *value)]);
-            Reply::fail(code, format!("{name}: {}", escape_controls(&e))).into()
+            let shown = hide_secrets(&e.to_string(), [(*name, *value)]);
+            Reply::fail(e.code(), format!("{name}: {}", escape_controls(&shown))).into()
         }
         Err(panic) => Reply::fail(
             "panic",
@@ -509,11 +502,11 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
             };
             run_abandonable(*call, args, slot, client, context)
         }
-        None => catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p)),
+        None => Finished::from(catch_unwind(AssertUnwindSafe(|| call(&args))).map_err(|p| panic_message(&*p))),
     };
     let hide = |text: &str| hide_secrets(text, secret_args.iter().copied());
     match outcome {
-        Ok(Ok(text)) => {
+        Finished::Returned(Ok(text)) => {
             let text = hide(&text);
             Reply::ok(
                 format!("{}\n", escape_lines(&text)),
@@ -521,9 +514,9 @@ pub(super) fn call(args: &[&str], context: &Context<'_>) -> Outcome {
             )
             .into()
         }
-        Ok(Err(e)) => Reply::fail("failed", escape_lines(&hide(&e))).into(),
-        Err(panic) if panic == CLIENT_LEFT => Outcome::Quit,
-        Err(panic) => Reply::fail(
+        Finished::Returned(Err(e)) => Reply::fail("failed", escape_lines(&hide(&e))).into(),
+        Finished::ClientLeft => Outcome::Quit,
+        Finished::Panicked(panic) => Reply::fail(
             "panic",
             format!(
                 "{name} panicked: {}; the program goes on",
@@ -547,7 +540,24 @@ fn hide_secrets<'a>(text: &str, given: impl IntoIterator<Item = (&'a str, &'a st
     text
 }
 
-const CLIENT_LEFT: &str = "\0client left";
+/// How a call ended.
+enum Finished {
+    /// The function returned (`Err` also when the call could not start).
+    Returned(Result<String, String>),
+    /// It panicked, with this message.
+    Panicked(String),
+    /// The client left while it ran; it finishes on its own, and the session ends.
+    ClientLeft,
+}
+
+impl From<Result<Result<String, String>, String>> for Finished {
+    fn from(caught: Result<Result<String, String>, String>) -> Finished {
+        match caught {
+            Ok(returned) => Finished::Returned(returned),
+            Err(panic) => Finished::Panicked(panic),
+        }
+    }
+}
 
 /// Runs the call on its own thread, so that a client that disconnects while it runs ends its
 /// session at once; the call finishes on its own and its result is dropped.
@@ -557,7 +567,7 @@ fn run_abandonable(
     slot: CallSlot,
     client: &std::os::unix::net::UnixStream,
     context: &Context<'_>,
-) -> Result<Result<String, String>, String> {
+) -> Finished {
     let (tx, rx) = mpsc::channel();
     let mask = context.host.program_mask();
     let spawned = context.host.spawner().spawn("manhole-call", move || {
@@ -569,13 +579,13 @@ fn run_abandonable(
         let _ = tx.send(outcome);
     });
     if let Err(e) = spawned {
-        return Ok(Err(format!("cannot start the call: {e}")));
+        return Finished::Returned(Err(format!("cannot start the call: {e}")));
     }
     loop {
         match rx.recv_timeout(CALL_POLL) {
-            Ok(outcome) => return outcome,
+            Ok(outcome) => return Finished::from(outcome),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("the call's thread ended without a result".into());
+                return Finished::Panicked("the call's thread ended without a result".into());
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if client_gone(client) {
@@ -583,7 +593,7 @@ fn run_abandonable(
                         "Client {} left during a call; the call runs on",
                         peer_words(context.peer)
                     );
-                    return Err(CLIENT_LEFT.into());
+                    return Finished::ClientLeft;
                 }
             }
         }
