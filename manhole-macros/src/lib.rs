@@ -53,6 +53,10 @@ mod signals;
 /// | `sigmask` | `"all"`, `"none"`, or names joined by `\|` | `sigmask = "TERM\|INT"` |
 /// | `max_sessions` | whole number | `max_sessions = 8` |
 ///
+/// A signal name is checked here; a signal number only for its range (1 to 64), since numbers
+/// differ between systems (10 is `SIGUSR1` on Linux, `SIGBUS` on macOS): `install` refuses a
+/// number that names a signal manhole cannot use, with one line on stderr.
+///
 /// ```no_run
 /// #[manhole::main(socket_path = "/tmp/my-service.manhole", verbose = false, idle_timeout = "10m")]
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,28 +1,22 @@
-//! Signal names as `#[manhole::main]` accepts them, checked at compile time. The runtime checks
-//! them again against the platform's own table (`manhole::Signal`).
+//! Signal names as `#[manhole::main]` accepts them, checked at compile time against the lists
+//! of `manhole-spec`, which the runtime checks them against again with its target's numbers.
+//!
+//! A number is only checked for range: which signal a number is differs between targets (10 is
+//! `SIGUSR1` on Linux and `SIGBUS` on macOS), and a proc macro runs on the host, not the target.
+//! The runtime refuses a number that names an unusable signal when it installs.
 
-/// Names without the `SIG` prefix (Linux; a few do not exist on macOS, where install says so).
-pub(crate) const NAMES: &[&str] = &[
-    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
-    "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
-    "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-];
-
-/// Signals that cannot be caught or that the kernel raises for faults: never usable here.
-const UNUSABLE: &[&str] = &["KILL", "STOP", "SEGV", "BUS", "ILL", "FPE", "TRAP", "SYS"];
+use manhole_spec::{SIGNAL_NAMES, SYNCHRONOUS_FAULTS, UNCATCHABLE};
 
 /// The canonical `SIGNAME` of a name, or why it is not a usable signal.
 pub(crate) fn check_name(text: &str) -> Result<String, String> {
-    let upper = text.trim().to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    let known = NAMES.contains(&bare) || is_realtime(bare);
-    if !known {
+    let bare = manhole_spec::bare_name(text);
+    if !is_known(&bare) {
         return Err(format!(
             "unknown signal {text:?}; expected a name with or without SIG ({}, RTMIN+N, RTMAX-N) or a number",
-            NAMES.join(", ")
+            SIGNAL_NAMES.join(", ")
         ));
     }
-    if UNUSABLE.contains(&bare) {
+    if UNCATCHABLE.contains(&bare.as_str()) || SYNCHRONOUS_FAULTS.contains(&bare.as_str()) {
         return Err(format!(
             "SIG{bare} cannot be used: it cannot be caught or is raised by faults; use USR1, USR2 or RTMIN+N"
         ));
@@ -30,27 +24,51 @@ pub(crate) fn check_name(text: &str) -> Result<String, String> {
     Ok(format!("SIG{bare}"))
 }
 
-fn is_realtime(bare: &str) -> bool {
-    for (base, sign) in [("RTMIN", '+'), ("RTMAX", '-')] {
-        if let Some(rest) = bare.strip_prefix(base) {
-            return rest.is_empty()
-                || rest
-                    .strip_prefix(sign)
-                    .is_some_and(|d| !d.is_empty() && d.len() <= 2 && d.bytes().all(|b| b.is_ascii_digit()));
-        }
-    }
-    false
+/// Whether `bare` (upper case, without `SIG`) names a signal: one of the table, or a real-time
+/// offset of at most two digits (no target has a wider real-time range).
+pub(crate) fn is_known(bare: &str) -> bool {
+    SIGNAL_NAMES.contains(&bare) || manhole_spec::parse_realtime(bare).is_some_and(|(_, offset)| offset < 100)
 }
 
-/// Whether a signal number is plausible (1 to 64, not KILL or STOP or a fault on Linux).
+/// Whether a signal number is plausible on some target (1 to 64).
 pub(crate) fn check_number(number: u64) -> Result<(), String> {
     match number {
-        9 | 19 | 4 | 5 | 7 | 8 | 11 | 31 => Err(format!(
-            "signal {number} cannot be used: it cannot be caught or is raised by faults"
-        )),
         1..=64 => Ok(()),
         _ => Err(format!(
             "no signal has number {number}; signals are numbered 1 to 64"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(check_name("usr1").unwrap(), "SIGUSR1");
+        assert_eq!(check_name(" SigUsr2 ").unwrap(), "SIGUSR2");
+        assert_eq!(check_name("SIGRTMIN+3").unwrap(), "SIGRTMIN+3");
+        assert_eq!(check_name("rtmax").unwrap(), "SIGRTMAX");
+        let err = check_name("USR3").unwrap_err();
+        assert!(err.contains("USR1") && err.contains("RTMIN+N"), "{err}");
+        for bad in ["SIG", "", "RTMIN+100", "RTMAX+1", "RTFOO"] {
+            assert!(
+                check_name(bad).unwrap_err().starts_with("unknown signal"),
+                "{bad:?}"
+            );
+        }
+        for unusable in ["KILL", "STOP", "SEGV", "BUS", "ILL", "FPE", "TRAP", "SYS"] {
+            assert!(
+                check_name(unusable).unwrap_err().contains("cannot be used"),
+                "{unusable}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        assert!(check_number(1).is_ok() && check_number(10).is_ok() && check_number(64).is_ok());
+        assert!(check_number(0).is_err() && check_number(65).is_err());
     }
 }

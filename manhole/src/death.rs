@@ -32,29 +32,13 @@ use std::cell::UnsafeCell;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-/// Signals that end the process by default and are covered only while they have the default.
-const DEFAULT_DEATHS: &[libc::c_int] = &[
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGABRT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGXCPU,
-    libc::SIGXFSZ,
-    libc::SIGPIPE,
-    libc::SIGIO,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    libc::SIGPWR,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    libc::SIGSTKFLT,
-    libc::SIGSYS,
-    libc::SIGTRAP,
-];
+/// Signals that end the process by default and are covered only while they have the default:
+/// `manhole_spec::DEFAULT_DEATHS`, those of them this target has, by number.
+fn default_deaths() -> impl Iterator<Item = libc::c_int> {
+    manhole_spec::DEFAULT_DEATHS
+        .iter()
+        .filter_map(|name| crate::signal::number_of(name))
+}
 
 /// Faults the kernel raises on an instruction, which happens again if a handler returns.
 const FAULTS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
@@ -111,8 +95,9 @@ fn current_action(signal: libc::c_int) -> Option<libc::sigaction> {
 }
 
 fn install_handlers() {
-    for &signal in DEFAULT_DEATHS.iter().chain(&FAULTS) {
-        let Some(previous) = current_action(signal) else {
+    for signal in default_deaths().chain(FAULTS) {
+        let below_32 = usize::try_from(signal).is_ok_and(|index| index < 32);
+        let (true, Some(previous)) = (below_32, current_action(signal)) else {
             continue;
         };
         let default = previous.sa_sigaction == libc::SIG_DFL;
@@ -261,5 +246,48 @@ fn remove_socket() {
         // SAFETY: as above, a NUL-terminated name relative to `dir`.
         unsafe { libc::unlinkat(dir, name.as_ptr().cast(), 0) };
         ARMED.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_death_signal_of_the_spec_is_covered_here() {
+        let covered: Vec<libc::c_int> = default_deaths().collect();
+        let expected = manhole_spec::DEFAULT_DEATHS
+            .iter()
+            .filter(|name| {
+                cfg!(any(target_os = "linux", target_os = "android"))
+                    || !manhole_spec::LINUX_ONLY_SIGNALS.contains(name)
+            })
+            .count();
+        assert_eq!(
+            covered.len(),
+            expected,
+            "a death signal has no number here: {covered:?}"
+        );
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGABRT,
+            libc::SIGPIPE,
+        ] {
+            assert!(covered.contains(&signal), "{signal}");
+        }
+        for signal in covered.iter().chain(&FAULTS) {
+            assert!((1..32).contains(signal), "{signal} does not fit PREVIOUS");
+        }
+        for fault in FAULTS {
+            assert!(
+                !covered.contains(&fault),
+                "{fault} is handled as a fault, not a death"
+            );
+            let signal = crate::Signal::from_raw(fault).unwrap();
+            assert!(signal.is_synchronous_fault(), "{signal}");
+        }
     }
 }

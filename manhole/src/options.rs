@@ -311,7 +311,7 @@ impl Options {
             });
         }
         for signal in [activate_on, oneshot_on].into_iter().flatten() {
-            if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT].contains(&signal.as_raw()) {
+            if signal.is_one_of(manhole_spec::SHUTDOWN_SIGNALS) {
                 return Err(Error::InvalidSignal {
                     value: signal.name(),
                     reason: "it must keep ending the process; use USR1, USR2 or a real-time signal"
@@ -397,24 +397,7 @@ impl Options {
 }
 
 /// The option keys of `#[manhole::main]` and of the `MANHOLE` environment variable.
-pub(crate) const KEYS: &[&str] = &[
-    "socket_path",
-    "activate_on",
-    "oneshot_on",
-    "thread",
-    "patch_fork",
-    "reinstall_delay",
-    "strict",
-    "verbose",
-    "verbose_destination",
-    "sigmask",
-    "daemon_connection",
-    "redirect_stderr",
-    "max_sessions",
-    "idle_timeout",
-    "oneshot_timeout",
-    "stack_signal",
-];
+pub(crate) const KEYS: &[&str] = &manhole_spec::KEYS;
 
 fn bad_env(pair: &str, why: &str) -> Error {
     Error::ConfigurationConflict {
@@ -430,20 +413,10 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// `"500ms"`, `"30s"`, `"5m"`, `"1h"`: a whole number and a unit.
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"`: a whole number and a unit (the grammar of
+/// `#[manhole::main]` too, from `manhole_spec`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(amount)),
-        "s" => Ok(Duration::from_secs(amount)),
-        "m" => Ok(Duration::from_secs(amount.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(amount.saturating_mul(3600))),
-        _ => Err(format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h")),
-    }
+    manhole_spec::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `"stderr"`, `"log"`, a file descriptor number, or a file path.
@@ -546,14 +519,10 @@ impl SigMask {
     /// `"all"`, `"none"`, or signals separated by `|` or spaces (`"TERM|INT"`): the form used
     /// by `#[manhole::main(sigmask = "…")]` and the `MANHOLE` variable.
     pub(crate) fn parse(text: &str) -> SigMask {
-        match text.trim() {
-            "all" => SigMask::all(),
-            "none" | "" => SigMask::none(),
-            list => SigMask::only(
-                list.split(['|', ' '])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            ),
+        match manhole_spec::parse_sigmask(text) {
+            manhole_spec::Mask::All => SigMask::all(),
+            manhole_spec::Mask::None => SigMask::none(),
+            manhole_spec::Mask::Only(names) => SigMask::only(names.into_iter().map(str::to_owned)),
         }
     }
 
@@ -713,11 +682,50 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_variable_takes_every_key_of_the_macro() {
+        for key in manhole_spec::Key::ALL {
+            use manhole_spec::Key;
+            let value = match key {
+                Key::SocketPath | Key::VerboseDestination => "/tmp/x",
+                Key::ActivateOn | Key::OneshotOn | Key::StackSignal => "USR1",
+                Key::Thread
+                | Key::PatchFork
+                | Key::Strict
+                | Key::Verbose
+                | Key::DaemonConnection
+                | Key::RedirectStderr => "true",
+                Key::MaxSessions => "3",
+                Key::ReinstallDelay | Key::IdleTimeout | Key::OneshotTimeout => "2s",
+                Key::Sigmask => "TERM|INT",
+            };
+            let entry = format!("{key}={value}");
+            if let Err(e) = Options::new().with_overrides(&entry) {
+                panic!("{entry}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn sigmask_text() {
+        assert_eq!(SigMask::parse(" all "), SigMask::all());
+        assert_eq!(SigMask::parse("none"), SigMask::none());
+        assert_eq!(SigMask::parse(""), SigMask::none());
+        assert_eq!(
+            SigMask::parse("TERM INT|sigusr1"),
+            SigMask::only(["TERM", "INT", "sigusr1"])
+        );
+    }
+
+    #[test]
     fn durations_and_destinations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(
             parse_duration("1.5s").is_err() && parse_duration("s").is_err() && parse_duration("3d").is_err()
+        );
+        assert_eq!(
+            parse_duration("soon"),
+            Err("\"soon\" is not a duration like 500ms, 30s, 5m or 1h".to_owned())
         );
         assert_eq!(parse_destination("3"), VerboseDestination::Fd(3));
         assert_eq!(parse_destination("log"), VerboseDestination::Log);

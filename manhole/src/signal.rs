@@ -23,7 +23,8 @@ use crate::Error;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Signal(i32);
 
-/// Names without the `SIG` prefix, and their numbers on this platform.
+/// Names without the `SIG` prefix, and their numbers on this platform: the names of
+/// `manhole_spec::SIGNAL_NAMES` that this target has (a test holds the two together).
 const NAMES: &[(&str, i32)] = &[
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
@@ -100,21 +101,18 @@ impl Signal {
 
     /// Whether a handler can be installed for it (false for `SIGKILL` and `SIGSTOP`).
     pub fn is_catchable(self) -> bool {
-        self.0 != libc::SIGKILL && self.0 != libc::SIGSTOP
+        !self.is_one_of(manhole_spec::UNCATCHABLE)
     }
 
     /// Whether the kernel raises it for a fault of the thread itself (`SIGSEGV`, `SIGBUS`,
     /// `SIGILL`, `SIGFPE`, `SIGTRAP`, `SIGSYS`). Such signals must never be blocked or borrowed.
     pub fn is_synchronous_fault(self) -> bool {
-        [
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGILL,
-            libc::SIGFPE,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-        ]
-        .contains(&self.0)
+        self.is_one_of(manhole_spec::SYNCHRONOUS_FAULTS)
+    }
+
+    /// Whether it is one of these signals, named as in `manhole_spec` (without `SIG`).
+    pub(crate) fn is_one_of(self, names: &[&str]) -> bool {
+        names.iter().any(|name| number_of(name) == Some(self.0))
     }
 }
 
@@ -149,38 +147,34 @@ impl FromStr for Signal {
                 Err(_) => Err(invalid(text.to_owned(), "number out of range".to_owned())),
             };
         }
-        let upper = trimmed.to_ascii_uppercase();
-        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        if let Some((_, number)) = NAMES.iter().find(|(name, _)| *name == bare) {
-            return Ok(Signal(*number));
+        let bare = manhole_spec::bare_name(trimmed);
+        if let Some(number) = number_of(&bare) {
+            return Ok(Signal(number));
         }
-        if let Some(signal) = parse_realtime(bare) {
+        if let Some(signal) = parse_realtime(&bare) {
             return Ok(signal);
         }
         Err(invalid(text.to_owned(), expected_forms()))
     }
 }
 
+/// The number of a signal named as in `manhole_spec` (upper case, without `SIG`) on this
+/// target, if it has it.
+pub(crate) fn number_of(bare: &str) -> Option<i32> {
+    NAMES
+        .iter()
+        .find(|(name, _)| *name == bare)
+        .map(|(_, number)| *number)
+}
+
 fn parse_realtime(bare: &str) -> Option<Signal> {
     let (min, max) = realtime_range()?;
-    let (base, rest, sign) = if let Some(rest) = bare.strip_prefix("RTMIN") {
-        (min, rest, 1)
-    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
-        (max, rest, -1)
-    } else {
-        return None;
+    let (base, offset) = manhole_spec::parse_realtime(bare)?;
+    let offset = i32::try_from(offset).ok()?;
+    let number = match base {
+        manhole_spec::RealtimeBase::Min => min.checked_add(offset)?,
+        manhole_spec::RealtimeBase::Max => max.checked_sub(offset)?,
     };
-    let offset = match rest {
-        "" => 0,
-        _ => {
-            let digits = rest.strip_prefix(if sign > 0 { '+' } else { '-' })?;
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            digits.parse::<i32>().ok()?
-        }
-    };
-    let number = base + sign * offset;
     (min..=max).contains(&number).then_some(Signal(number))
 }
 
@@ -319,6 +313,41 @@ mod tests {
             assert_eq!(sig.name(), format!("SIG{name}"));
             assert_eq!(sig.name().parse::<Signal>().unwrap(), sig);
         }
+    }
+
+    #[test]
+    fn the_names_are_the_specs() {
+        let here: Vec<&str> = NAMES.iter().map(|(name, _)| *name).collect();
+        let spec: Vec<&str> = manhole_spec::SIGNAL_NAMES
+            .iter()
+            .copied()
+            .filter(|name| {
+                cfg!(any(target_os = "linux", target_os = "android"))
+                    || !manhole_spec::LINUX_ONLY_SIGNALS.contains(name)
+            })
+            .collect();
+        assert_eq!(here, spec);
+    }
+
+    #[test]
+    fn roles_come_from_the_spec_lists() {
+        let kill = Signal::from_raw(libc::SIGKILL).unwrap();
+        let stop = Signal::from_raw(libc::SIGSTOP).unwrap();
+        assert!(!kill.is_catchable() && !stop.is_catchable());
+        assert!(Signal::USR1.is_catchable() && !Signal::USR1.is_synchronous_fault());
+        for fault in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ] {
+            assert!(Signal::from_raw(fault).unwrap().is_synchronous_fault(), "{fault}");
+        }
+        let term = Signal::from_raw(libc::SIGTERM).unwrap();
+        assert!(term.is_one_of(manhole_spec::SHUTDOWN_SIGNALS));
+        assert!(!Signal::USR2.is_one_of(manhole_spec::SHUTDOWN_SIGNALS));
     }
 
     #[test]
