@@ -110,8 +110,17 @@ fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
     kill(child);
 }
 
-/// The sockets the process `pid` holds.
+/// The sockets the process `pid` holds (`usize::MAX` once it exited: a zombie holds none, but
+/// that proves nothing).
 fn sockets_of(pid: i32) -> usize {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if stat
+        .rsplit(')')
+        .next()
+        .is_none_or(|rest| rest.trim_start().starts_with(['Z', 'X']))
+    {
+        return usize::MAX;
+    }
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|dir| {
             dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
