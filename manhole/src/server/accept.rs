@@ -170,20 +170,16 @@ impl Server {
             );
             return;
         }
-        let old_fd = listener.as_raw_fd();
         match socket_file::bind(&self.path) {
             Ok(bound) => {
                 bound.file.arm_death_cleanup();
-                let mut own_fds = lock(&self.own_fds);
-                own_fds.retain(|fd| *fd != old_fd);
-                own_fds.push(bound.listener.as_raw_fd());
-                drop(own_fds);
+                *lock(&self.listener_fd) = Some(bound.listener.as_raw_fd());
                 *lock(&self.socket) = Some(bound.file);
                 *listener = Registered::new(bound.listener);
                 mlog!("Manhole UDS path: {path} (re-created as uid {euid})");
             }
             Err(e) => {
-                lock(&self.own_fds).retain(|fd| *fd != old_fd);
+                *lock(&self.listener_fd) = None;
                 mlog!("Cannot re-create the socket as uid {euid}: {e}. No socket now: nobody can connect");
             }
         }

@@ -58,8 +58,10 @@ pub(crate) struct Server {
     pub(crate) config: Config,
     /// Values given to `Options::local`.
     locals: Vec<Local>,
-    /// Descriptors manhole holds besides the sessions': the listening socket and the pipes.
-    own_fds: Mutex<Vec<RawFd>>,
+    /// The pipes manhole holds for as long as it runs (wake-up pipe, trigger).
+    pipe_fds: Vec<RawFd>,
+    /// The listening socket, while there is one.
+    listener_fd: Mutex<Option<RawFd>>,
     /// When it listens, and what makes it listen.
     mode: Mode,
     /// The stderr tee, with `redirect_stderr`.
@@ -138,11 +140,12 @@ impl Server {
         .transpose()
         .map_err(|e| Error::io("register the activation signal", None, e))?
         .map(Arc::new);
-        let mut own_fds = vec![wake_rx.as_raw_fd(), wake_tx.as_raw_fd()];
-        own_fds.extend(trigger.iter().flat_map(|t| t.fds()));
+        let mut pipe_fds = vec![wake_rx.as_raw_fd(), wake_tx.as_raw_fd()];
+        pipe_fds.extend(trigger.iter().flat_map(|t| t.fds()));
         let server = Arc::new(Server {
             locals: options.locals.clone(),
-            own_fds: Mutex::new(own_fds),
+            pipe_fds,
+            listener_fd: Mutex::new(None),
             mode,
             tee: options.redirect_stderr.then(Tee::default),
             trigger,
@@ -209,7 +212,7 @@ impl Server {
         let bound = socket_file::bind(&self.path)?;
         bound.file.arm_death_cleanup();
         mlog!("Manhole UDS path: {}", self.path.display());
-        lock(&self.own_fds).push(bound.listener.as_raw_fd());
+        *lock(&self.listener_fd) = Some(bound.listener.as_raw_fd());
         *lock(&self.socket) = Some(bound.file);
         Ok(Registered::new(bound.listener))
     }
@@ -224,9 +227,7 @@ impl Server {
                 *lock(&self.left_behind) = Some(why);
             }
         }
-        let trigger_fds: Vec<RawFd> = self.trigger.iter().flat_map(|t| t.fds()).collect();
-        let wake_fds = 2;
-        lock(&self.own_fds).truncate(wake_fds + trigger_fds.len());
+        *lock(&self.listener_fd) = None;
     }
 
     /// Makes a one-shot manhole serve one session now.
@@ -260,7 +261,8 @@ impl Server {
 impl Server {
     /// Every descriptor manhole holds: listening socket, wake pipe, sessions, log file.
     pub(crate) fn own_fds(&self) -> Vec<RawFd> {
-        let mut fds = lock(&self.own_fds).clone();
+        let mut fds = self.pipe_fds.clone();
+        fds.extend(*lock(&self.listener_fd));
         for entry in lock(&self.sessions).open.values() {
             fds.push(entry.fd);
             fds.push(entry.stream.as_raw_fd());
