@@ -489,7 +489,8 @@ fn a_reader_that_left_ends_the_run_quietly_with_the_status_of_what_ran() {
         let ran = support::run_with_stdout_closed(args, input);
         assert_eq!(ran.code, Some(code), "{args:?}: {}", ran.err);
         assert!(!ran.err.contains("panicked"), "{args:?}: {}", ran.err);
-        if code == 0 {
+        // `list` may warn about stale sockets other tests' killed processes left in /tmp.
+        if code == 0 && args[0] != "list" {
             assert!(ran.err.is_empty(), "{args:?}: {}", ran.err);
         }
     }

@@ -30,8 +30,18 @@ pub(crate) fn is_known(bare: &str) -> bool {
     SIGNAL_NAMES.contains(&bare) || manhole_spec::parse_realtime(bare).is_some_and(|(_, offset)| offset < 100)
 }
 
-/// Whether a signal number is plausible on some target (1 to 64).
+/// Numbers that are the same unusable signal on every Unix target: SIGILL, SIGTRAP, SIGFPE,
+/// SIGKILL, SIGSEGV (raised by faults, or uncatchable).
+const UNUSABLE_EVERYWHERE: [(u64, &str); 5] = [(4, "ILL"), (5, "TRAP"), (8, "FPE"), (9, "KILL"), (11, "SEGV")];
+
+/// Whether a signal number is plausible on some target (1 to 64) and not one that is unusable
+/// on every target.
 pub(crate) fn check_number(number: u64) -> Result<(), String> {
+    if let Some((_, name)) = UNUSABLE_EVERYWHERE.iter().find(|(n, _)| *n == number) {
+        return Err(format!(
+            "signal {number} is SIG{name} on every target and cannot be used: it cannot be caught or is raised by faults; use USR1, USR2 or RTMIN+N"
+        ));
+    }
     match number {
         1..=64 => Ok(()),
         _ => Err(format!(
@@ -70,5 +80,8 @@ mod tests {
     fn numbers() {
         assert!(check_number(1).is_ok() && check_number(10).is_ok() && check_number(64).is_ok());
         assert!(check_number(0).is_err() && check_number(65).is_err());
+        for unusable in [4, 5, 8, 9, 11] {
+            assert!(check_number(unusable).unwrap_err().contains("on every target"), "{unusable}");
+        }
     }
 }
