@@ -297,22 +297,49 @@ fn parse_syscall(text: &str) -> Option<SyscallState> {
     }
 }
 
-/// The system call a thread sleeps in and its six arguments, if it sleeps in one.
-pub(crate) fn syscall_with_args(tid: i32) -> Option<(libc::c_long, [usize; 6])> {
-    parse_syscall_args(&String::from_utf8_lossy(&task_file(tid, "syscall")?))
+/// All of `/proc/self/task/<tid>/syscall`: the call, its six arguments, and the user-space
+/// stack pointer and program counter (the address just after the system call instruction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcSyscall {
+    /// On a CPU: the kernel shows no registers.
+    Running,
+    /// Stopped in user space, outside a system call.
+    Outside { sp: usize, pc: usize },
+    /// Inside system call `number`.
+    In {
+        number: libc::c_long,
+        args: [usize; 6],
+        sp: usize,
+        pc: usize,
+    },
 }
 
-fn parse_syscall_args(text: &str) -> Option<(libc::c_long, [usize; 6])> {
+/// Reads `/proc/self/task/<tid>/syscall` once, with one read into a stack buffer (the line is
+/// under 200 bytes).
+pub(crate) fn syscall(tid: i32) -> Option<ProcSyscall> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/syscall"), 0).ok()?);
+    let mut buf = [0u8; 256];
+    let n = file.read(&mut buf).ok()?;
+    parse_syscall_line(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
+fn parse_syscall_line(text: &str) -> Option<ProcSyscall> {
     let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.len() != 9 {
-        return None;
-    }
     let hex = |s: &str| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    let mut args = [0usize; 6];
-    for (arg, field) in args.iter_mut().zip(&fields[1..7]) {
-        *arg = hex(field)?;
+    match fields.as_slice() {
+        ["running"] => Some(ProcSyscall::Running),
+        ["-1", sp, pc] => Some(ProcSyscall::Outside {
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        [number, a0, a1, a2, a3, a4, a5, sp, pc] => Some(ProcSyscall::In {
+            number: number.parse().ok()?,
+            args: [hex(a0)?, hex(a1)?, hex(a2)?, hex(a3)?, hex(a4)?, hex(a5)?],
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        _ => None,
     }
-    Some((fields[0].parse().ok()?, args))
 }
 
 /// Facts from `/proc/self/stat` and `/proc/self/status`.
@@ -422,6 +449,24 @@ mod tests {
         );
         assert_eq!(parse_syscall("garbage"), None);
         assert_eq!(parse_syscall(""), None);
+        assert_eq!(
+            parse_syscall_line("202 0x55e0 0x89 0x2 0x0 0x0 0xffffffff 0x7ffcaaaa 0x7f71366d8545\n"),
+            Some(ProcSyscall::In {
+                number: 202,
+                args: [0x55e0, 0x89, 2, 0, 0, 0xffff_ffff],
+                sp: 0x7ffc_aaaa,
+                pc: 0x7f71_366d_8545
+            })
+        );
+        assert_eq!(
+            parse_syscall_line("-1 0x7ffd1000 0x7f00dead\n"),
+            Some(ProcSyscall::Outside {
+                sp: 0x7ffd_1000,
+                pc: 0x7f00_dead
+            })
+        );
+        assert_eq!(parse_syscall_line("running\n"), Some(ProcSyscall::Running));
+        assert_eq!(parse_syscall_line("202 0x1 0x2\n"), None);
     }
 
     #[test]
