@@ -379,8 +379,10 @@ fn each_thread_s_record_has_its_registers_system_call_and_cpu_time() {
     };
     let (spun, slept) = (cpu(&of(&first, "spinner")), cpu(&of(&first, "sleeper")));
     let mut last = first.clone();
+    let mut asked = Instant::now();
     assert!(
         wait_until(PATIENCE, || {
+            asked = Instant::now();
             last = records(&mut app);
             cpu(&of(&last, "spinner")) > spun + 200_000_000
         }),
@@ -392,5 +394,32 @@ fn each_thread_s_record_has_its_registers_system_call_and_cpu_time() {
         sleeper_grew < 20_000_000,
         "the sleeper used {sleeper_grew} ns of CPU"
     );
+
+    // Not run for: the last capture woke the sleeper; after a quiet second (the quantity
+    // measured, not a wait for something) it has not run for about that long, never more
+    // than since that capture was asked for, whichever CPU it slept on.
+    std::thread::sleep(Duration::from_millis(1200));
+    let since = asked.elapsed();
+    let now = records(&mut app);
+    let idle = |record: &std::collections::HashMap<String, String>| -> Duration {
+        Duration::from_nanos(
+            record["idle"]
+                .parse()
+                .unwrap_or_else(|_| panic!("idle: {record:?}")),
+        )
+    };
+    let sleeper = idle(&of(&now, "sleeper"));
+    assert!(
+        sleeper >= Duration::from_millis(1000) && sleeper <= since + Duration::from_millis(20),
+        "sleeper not run for {sleeper:?}, {since:?} after the last capture"
+    );
+    // Never signalled, it has not run since it blocked.
+    assert!(
+        idle(&of(&now, "masked-reader")) >= sleeper,
+        "{:?}",
+        of(&now, "masked-reader")
+    );
+    // Runnable: it may be on a CPU now.
+    assert_eq!(idle(&of(&now, "spinner")), Duration::ZERO);
     assert_unharmed(&mut app);
 }

@@ -316,6 +316,8 @@ pub mod __bench {
         pub syscall_from: Option<&'static str>,
         /// CPU time used, read before the signal.
         pub cpu: Option<Duration>,
+        /// How long it had not run at least, read before the signal.
+        pub not_run_for: Option<Duration>,
         /// The signal mask the handler saw.
         pub mask: Option<u64>,
     }
@@ -328,7 +330,7 @@ pub mod __bench {
             Source::Proc => "proc",
             Source::Own => "own",
         };
-        let raw = crate::stacks::capture_raw();
+        let raw = crate::stacks::capture_raw_with(crate::stacks::record::Want { last_ran: true });
         let mut facts: Vec<ThreadFacts> = raw
             .records()
             .map(|(tid, record)| ThreadFacts {
@@ -347,6 +349,7 @@ pub mod __bench {
                 }),
                 syscall_from: record.syscall.map(|s| name(s.from)),
                 cpu: record.cpu,
+                not_run_for: record.not_run_for,
                 mask: record.mask,
             })
             .collect();

@@ -342,6 +342,43 @@ fn parse_syscall_line(text: &str) -> Option<ProcSyscall> {
     }
 }
 
+/// `se.exec_start` of `/proc/self/task/<tid>/sched`, in ns: when the scheduler last updated the
+/// thread's runtime, which for a thread off the CPU is when it stopped running. On the task clock
+/// of the CPU it ran on (see `stacks::record`). `None` where the kernel has no such file
+/// (it depends on `CONFIG_SCHED_DEBUG`).
+pub(crate) fn exec_start_ns(tid: i32) -> Option<u64> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/sched"), 0).ok()?);
+    // The line is on the third line; the whole file is about 2 KB.
+    let mut buf = [0u8; 512];
+    let n = file.read(&mut buf).ok()?;
+    parse_exec_start(&buf[..n])
+}
+
+fn parse_exec_start(text: &[u8]) -> Option<u64> {
+    let line = text
+        .split(|b| *b == b'\n')
+        .find(|line| line.starts_with(b"se.exec_start"))?;
+    let value = std::str::from_utf8(line).ok()?.split(':').nth(1)?.trim();
+    // Printed as milliseconds with six decimals (`%Ld.%06ld` of ns / 1e6).
+    let (ms, frac) = value.split_once('.')?;
+    if frac.len() != 6 {
+        return None;
+    }
+    ms.parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(frac.parse().ok()?)
+}
+
+/// The CPU thread `tid` last ran on (field 39 of its `stat`).
+pub(crate) fn last_cpu(tid: i32) -> Option<usize> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/stat"), 0).ok()?);
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    // Fields after the name: state is 3, so 39 is at 36.
+    stat_fields(&buf[..n]).get(36)?.parse().ok()
+}
+
 /// Facts from `/proc/self/stat` and `/proc/self/status`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProcessStat {
@@ -519,6 +556,23 @@ mod tests {
             Some(("?".to_owned(), 'R'))
         );
         assert_eq!(escape_invalid_utf8("ok ✓".as_bytes()), "ok ✓");
+    }
+
+    #[test]
+    fn sched_exec_start_is_read_in_nanoseconds() {
+        let text = b"cat (3377, #threads: 1)\n-------------------\nse.exec_start                                :       9784883.587045\nse.vruntime  :  58742.280799\n";
+        assert_eq!(parse_exec_start(text), Some(9_784_883_587_045));
+        assert_eq!(parse_exec_start(b"se.exec_start : 12.5\n"), None);
+        assert_eq!(parse_exec_start(b"nothing here\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_calling_thread_has_a_last_cpu() {
+        let me = nix::unistd::gettid().as_raw();
+        // SAFETY: sched_getcpu has no preconditions.
+        let now = unsafe { libc::sched_getcpu() };
+        assert!(last_cpu(me).is_some_and(|cpu| cpu < 4096), "{now}");
     }
 
     #[test]

@@ -558,7 +558,7 @@ fn records() -> String {
         .iter()
         .map(|f| {
             format!(
-                "tid={} from={} pc={} sp={} fp={} nr={} args={} phase={} sfrom={} cpu={} mask={}",
+                "tid={} from={} pc={} sp={} fp={} nr={} args={} phase={} sfrom={} cpu={} idle={} mask={}",
                 f.tid,
                 f.regs_from.unwrap_or("-"),
                 hex(f.pc),
@@ -569,6 +569,7 @@ fn records() -> String {
                 f.phase.as_deref().unwrap_or("-").replace(' ', "_"),
                 f.syscall_from.unwrap_or("-"),
                 f.cpu.map_or("-".to_owned(), |c| c.as_nanos().to_string()),
+                f.not_run_for.map_or("-".to_owned(), |c| c.as_nanos().to_string()),
                 f.mask.map_or("-".to_owned(), |m| format!("{m:#x}")),
             )
         })

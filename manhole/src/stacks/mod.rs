@@ -32,8 +32,8 @@ mod symbolize;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod unwind;
 
-use record::Before;
 pub(crate) use record::ThreadRecord;
+use record::{Before, ClockOffsets, Want};
 use symbolize::{Address, Symbol};
 
 /// How long a dump waits for threads to answer before reporting them from /proc.
@@ -242,6 +242,12 @@ pub(crate) fn capture() -> Dump {
 /// The capture proper: every thread records its return addresses.
 #[inline(never)]
 pub(crate) fn capture_raw() -> RawDump {
+    capture_raw_with(Want::default())
+}
+
+/// [`capture_raw`], reading what `want` asks for besides.
+#[inline(never)]
+pub(crate) fn capture_raw_with(want: Want) -> RawDump {
     let pid = std::process::id();
     let me = sys::gettid();
     let (own, own_cut, own_record) = own_stack(me);
@@ -260,9 +266,10 @@ pub(crate) fn capture_raw() -> RawDump {
     if let Some(status) = procfs::task_status(me) {
         statuses.insert(me, status);
     }
-    let mut raws: HashMap<i32, (Raw, ThreadRecord)> = capture_others(&others, &mut statuses, &mut notes)
-        .into_iter()
-        .collect();
+    let mut raws: HashMap<i32, (Raw, ThreadRecord)> =
+        capture_others(&others, &mut statuses, &mut notes, want)
+            .into_iter()
+            .collect();
     raws.insert(me, (Raw::Frames(own, own_cut), own_record));
     tids.sort_unstable();
     RawDump {
@@ -360,6 +367,7 @@ fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
     notes: &mut Vec<String>,
+    want: Want,
 ) -> Vec<(i32, (Raw, ThreadRecord))> {
     let signal = match sampler::signal() {
         Some(signal) => signal,
@@ -390,7 +398,8 @@ fn capture_others(
     // Threads under a seccomp filter of their own copy without system calls.
     let mut filtered: Vec<i32> = Vec::new();
     sigwaiters_prune(tids);
-    for (tid, read) in read_statuses(tids, signal) {
+    let offsets = want.last_ran.then(sampler::task_clock_offsets);
+    for (tid, read) in read_statuses(tids, signal, offsets.as_ref()) {
         let Some((status, before)) = read else {
             out.insert(tid, (Raw::Gone, ThreadRecord::default()));
             continue;
@@ -439,7 +448,7 @@ fn capture_others(
         std::thread::sleep(Duration::from_micros(250 << attempt));
         let (mut now_free, mut still) = (Vec::new(), Vec::new());
         for tid in look_again {
-            match signalable(tid, signal) {
+            match signalable(tid, signal, offsets.as_ref()) {
                 Some((status, before)) if cannot_answer(&status, signal).is_none() => {
                     befores.insert(tid, before);
                     now_free.push(tid);
@@ -491,17 +500,32 @@ fn raw_of(
 /// Also what the thread's record keeps from before the signal: its CPU time and the first
 /// `/proc` system call line.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn signalable(tid: i32, signal: i32) -> Option<(TaskStatus, Before)> {
+fn signalable(tid: i32, signal: i32, offsets: Option<&ClockOffsets>) -> Option<(TaskStatus, Before)> {
     let cpu = sampler::thread_cpu_time(tid);
+    let last_ran = offsets.map(|offsets| {
+        let exec_start = procfs::exec_start_ns(tid);
+        let now = sampler::monotonic_ns();
+        (offsets, exec_start, procfs::last_cpu(tid), now)
+    });
     let syscall = procfs::syscall(tid);
-    let before = Before { syscall, cpu };
+    let mut before = Before {
+        syscall,
+        cpu,
+        not_run_for: None,
+    };
+    let not_run_for = |status: &TaskStatus| {
+        let (offsets, exec_start, cpu, now) = last_ran?;
+        record::not_run_for(offsets, exec_start, cpu, now, status.state == 'R')
+    };
     if sigwaiters().contains(&tid) {
         let mut status = procfs::task_status(tid)?;
+        before.not_run_for = not_run_for(&status);
         status.blocked |= 1 << (signal - 1);
         return Some((status, before));
     }
     let waiting = waits_for(syscall.as_ref(), signal);
     let mut status = procfs::task_status(tid)?;
+    before.not_run_for = not_run_for(&status);
     if cannot_answer(&status, signal).is_some() {
         return Some((status, before));
     }
@@ -556,9 +580,15 @@ fn waits_for(syscall: Option<&procfs::ProcSyscall>, signal: i32) -> bool {
 /// that collects signals with sigwait could receive it). With many threads the reads are
 /// shared with a helper thread: they are most of the cost of a large dump.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn read_statuses(tids: &[i32], signal: i32) -> Vec<(i32, Option<(TaskStatus, Before)>)> {
+fn read_statuses(
+    tids: &[i32],
+    signal: i32,
+    offsets: Option<&ClockOffsets>,
+) -> Vec<(i32, Option<(TaskStatus, Before)>)> {
     let read = |part: &[i32]| -> Vec<(i32, Option<(TaskStatus, Before)>)> {
-        part.iter().map(|tid| (*tid, signalable(*tid, signal))).collect()
+        part.iter()
+            .map(|tid| (*tid, signalable(*tid, signal, offsets)))
+            .collect()
     };
     if tids.len() < PARALLEL_STATUS_READS {
         return read(tids);
@@ -599,6 +629,7 @@ fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
     _notes: &mut Vec<String>,
+    _want: Want,
 ) -> Vec<(i32, (Raw, ThreadRecord))> {
     let why = "in-process capture is not available on this platform".to_owned();
     tids.iter()

@@ -245,6 +245,62 @@ impl CodeReader {
     }
 }
 
+/// Each CPU's scheduler task clock against `CLOCK_MONOTONIC`, in ns (see `record`): the calling
+/// thread is moved onto each CPU it may run on in turn, and its own `exec_start` there (set when
+/// it was picked to run, so at most the clock's present value) is read, then the monotonic
+/// time; the difference is at most the CPU's true offset. Indexed by CPU, `None` for a CPU not
+/// measured. The thread's affinity is put back as it was.
+pub(crate) fn task_clock_offsets() -> Vec<Option<i64>> {
+    let me = crate::sys::gettid();
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
+    let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `original` is a valid, writable cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut original) } != 0 {
+        return Vec::new();
+    }
+    let cpus = 8 * size;
+    let mut offsets = vec![None; cpus];
+    for (cpu, offset) in offsets.iter_mut().enumerate() {
+        // SAFETY: `cpu` is below CPU_SETSIZE (8 * size of the set).
+        if !unsafe { libc::CPU_ISSET(cpu, &original) } {
+            continue;
+        }
+        // SAFETY: as above; `one` is plain data holding only `cpu`.
+        let one = unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            one
+        };
+        // SAFETY: `one` is a valid cpu_set_t; the call moves the calling thread (manhole's own)
+        // onto `cpu` before it returns, or fails and changes nothing.
+        if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
+            continue;
+        }
+        // SAFETY: sched_getcpu has no preconditions.
+        if unsafe { libc::sched_getcpu() } != cpu as i32 {
+            continue;
+        }
+        let Some(start) = crate::procfs::exec_start_ns(me) else {
+            break; // no `sched` file: nothing to calibrate
+        };
+        let now = now_ns();
+        // Moved away meanwhile (the affinity allows only `cpu`, so only if it was changed).
+        // SAFETY: as above.
+        if unsafe { libc::sched_getcpu() } == cpu as i32 {
+            *offset = Some(start as i64 - now as i64);
+        }
+    }
+    // SAFETY: `original` is the mask read above.
+    unsafe { libc::sched_setaffinity(0, size, &original) };
+    offsets
+}
+
+/// The monotonic clock in ns, as the handler reads it.
+pub(crate) fn monotonic_ns() -> u64 {
+    now_ns()
+}
+
 /// The CPU time thread `tid` of this process has used, from its CPU clock (the scheduler's
 /// runtime in ns, including the slice it may be running now): one system call, no file.
 pub(crate) fn thread_cpu_time(tid: i32) -> Option<Duration> {
