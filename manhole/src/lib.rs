@@ -296,6 +296,16 @@ pub mod __bench {
         let _ = crate::stacks::prepare(None);
     }
 
+    /// How long the capture alone takes (no symbols, no text), with or without the records'
+    /// "not run for" (two more `/proc` files a thread and a migration of the dumper per CPU).
+    pub fn measure_capture(last_ran: bool) -> Duration {
+        let start = Instant::now();
+        let raw = crate::stacks::capture_raw_with(crate::stacks::record::Want { last_ran });
+        let took = start.elapsed();
+        drop(raw);
+        took
+    }
+
     /// What a stack capture records of one thread besides its frames, for tests (the
     /// crate's own type is `stacks::ThreadRecord`).
     #[derive(Debug, Clone, Default)]

@@ -249,7 +249,9 @@ impl CodeReader {
 /// thread is moved onto each CPU it may run on in turn, and its own `exec_start` there (set when
 /// it was picked to run, so at most the clock's present value) is read, then the monotonic
 /// time; the difference is at most the CPU's true offset. Indexed by CPU, `None` for a CPU not
-/// measured. The thread's affinity is put back as it was.
+/// measured. The thread's affinity is put back as it was. Call it on one of manhole's own
+/// threads (a session's), never on a thread of the program (`dump_stacktraces` does not ask
+/// for it).
 pub(crate) fn task_clock_offsets() -> Vec<Option<i64>> {
     let me = crate::sys::gettid();
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
