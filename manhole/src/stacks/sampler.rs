@@ -60,7 +60,8 @@ fn state_of(word: u64) -> u64 {
 }
 
 /// One thread's capture. All-zero bytes are a valid free slot, so tables are `alloc_zeroed`.
-#[repr(C)]
+/// Cache-line aligned: handlers on different CPUs never write the same line.
+#[repr(C, align(64))]
 struct Slot {
     state: AtomicU64,
     pc: AtomicUsize,
