@@ -235,3 +235,191 @@ fn a_thread_under_a_seccomp_filter_of_its_own_is_copied_without_system_calls() {
     }
     assert_unharmed(&mut app);
 }
+
+/// One `records` answer: each thread's `key=value` words, by tid.
+fn records(app: &mut App) -> std::collections::HashMap<i32, std::collections::HashMap<String, String>> {
+    app.ask("records")
+        .split(" | ")
+        .map(|record| {
+            let fields: std::collections::HashMap<String, String> = record
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            (fields["tid"].parse().expect("tid"), fields)
+        })
+        .collect()
+}
+
+fn hex(text: &str) -> usize {
+    usize::from_str_radix(text.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("hex {text:?}"))
+}
+
+/// The system call number a thread of `pid` is in, as `/proc` shows it from outside.
+fn proc_syscall_number(pid: u32, tid: i32) -> Option<i64> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn each_thread_s_record_has_its_registers_system_call_and_cpu_time() {
+    let mut app = host("waits");
+    let facts: std::collections::HashMap<String, String> = app
+        .ask("facts")
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| k != "thread")
+        .collect();
+    let threads: std::collections::HashMap<String, (i32, usize, usize)> = app
+        .ask("facts")
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("thread="))
+        .map(|t| {
+            let parts: Vec<&str> = t.split(':').collect();
+            (
+                parts[0].to_owned(),
+                (parts[1].parse().expect("tid"), hex(parts[2]), hex(parts[3])),
+            )
+        })
+        .collect();
+    let tid = |name: &str| threads[name].0;
+    // Each waiting thread inside its call, as the kernel shows it from outside.
+    let expected = [
+        ("pipe-reader", libc::SYS_read),
+        ("masked-reader", libc::SYS_read),
+        ("futex-waiter", libc::SYS_futex),
+        ("sleeper", libc::SYS_clock_nanosleep),
+    ];
+    assert!(
+        wait_until(PATIENCE, || expected
+            .iter()
+            .all(|(name, nr)| proc_syscall_number(app.pid, tid(name)) == Some(*nr))),
+        "the threads never reached their calls"
+    );
+
+    let first = records(&mut app);
+    let of = |records: &std::collections::HashMap<i32, std::collections::HashMap<String, String>>,
+              name: &str| records[&tid(name)].clone();
+    let args = |record: &std::collections::HashMap<String, String>| -> Vec<String> {
+        record["args"].split(',').map(str::to_owned).collect()
+    };
+
+    // Blocked in read(2) on the pipe: the handler saw the call being restarted, with the fd.
+    let reader = of(&first, "pipe-reader");
+    assert_eq!(reader["nr"], libc::SYS_read.to_string(), "{reader:?}");
+    assert_eq!(
+        hex(&args(&reader)[0]),
+        facts["pipe_fd"].parse::<usize>().unwrap(),
+        "{reader:?}"
+    );
+    assert_eq!(
+        (reader["phase"].as_str(), reader["sfrom"].as_str()),
+        ("restarting", "handler")
+    );
+
+    // In a futex wait on the static word: its address is the first argument.
+    let waiter = of(&first, "futex-waiter");
+    assert_eq!(waiter["nr"], libc::SYS_futex.to_string(), "{waiter:?}");
+    assert_eq!(args(&waiter)[0], facts["word"], "{waiter:?}");
+    assert_eq!(waiter["phase"], "restarting", "{waiter:?}");
+
+    // A sleep is not restarted: EINTR in rax, the number from /proc read before the signal.
+    let sleeper = of(&first, "sleeper");
+    assert_eq!(
+        sleeper["nr"],
+        libc::SYS_clock_nanosleep.to_string(),
+        "{sleeper:?}"
+    );
+    assert_eq!(
+        sleeper["phase"],
+        format!("interrupted_{}", libc::EINTR),
+        "{sleeper:?}"
+    );
+
+    // A thread blocking the signal is not sent it: its record is /proc's line.
+    let masked = of(&first, "masked-reader");
+    assert_eq!(
+        (masked["from"].as_str(), masked["sfrom"].as_str()),
+        ("proc", "proc"),
+        "{masked:?}"
+    );
+    assert_eq!(masked["nr"], libc::SYS_read.to_string(), "{masked:?}");
+    assert_eq!(
+        hex(&args(&masked)[0]),
+        facts["masked_fd"].parse::<usize>().unwrap()
+    );
+    assert_eq!(masked["phase"], "waiting", "{masked:?}");
+
+    // Every one of them: sp inside its own stack, pc set; fp wherever the handler ran.
+    for (name, (tid, low, high)) in &threads {
+        let record = &first[tid];
+        let sp = hex(&record["sp"]);
+        assert!(
+            (*low..*high).contains(&sp),
+            "{name}: sp {sp:#x} outside {low:#x}-{high:#x}"
+        );
+        assert_ne!(hex(&record["pc"]), 0, "{name}: {record:?}");
+        if record["from"] == "handler" {
+            assert_ne!(record["fp"], "-", "{name}: {record:?}");
+        }
+    }
+    assert_eq!(of(&first, "spinner")["from"], "handler");
+    assert_eq!(
+        of(&first, "spinner")["nr"],
+        "-",
+        "spinning in user code: no system call"
+    );
+
+    // CPU time, read before the signal: the spinner's grows, the sleeper's barely moves (it
+    // only runs the handler, a few µs a dump).
+    let cpu = |record: &std::collections::HashMap<String, String>| -> u64 {
+        record["cpu"].parse().expect("cpu ns")
+    };
+    let (spun, slept) = (cpu(&of(&first, "spinner")), cpu(&of(&first, "sleeper")));
+    let mut last = first.clone();
+    let mut asked = Instant::now();
+    assert!(
+        wait_until(PATIENCE, || {
+            asked = Instant::now();
+            last = records(&mut app);
+            cpu(&of(&last, "spinner")) > spun + 200_000_000
+        }),
+        "the spinner's CPU time did not grow: {:?}",
+        of(&last, "spinner")
+    );
+    let sleeper_grew = cpu(&of(&last, "sleeper")) - slept;
+    assert!(
+        sleeper_grew < 20_000_000,
+        "the sleeper used {sleeper_grew} ns of CPU"
+    );
+
+    // Not run for: the last capture woke the sleeper; after a quiet second (the quantity
+    // measured, not a wait for something) it has not run for about that long, never more
+    // than since that capture was asked for, whichever CPU it slept on.
+    std::thread::sleep(Duration::from_millis(1200));
+    let since = asked.elapsed();
+    let now = records(&mut app);
+    let idle = |record: &std::collections::HashMap<String, String>| -> Duration {
+        Duration::from_nanos(
+            record["idle"]
+                .parse()
+                .unwrap_or_else(|_| panic!("idle: {record:?}")),
+        )
+    };
+    let sleeper = idle(&of(&now, "sleeper"));
+    assert!(
+        sleeper >= Duration::from_millis(1000) && sleeper <= since + Duration::from_millis(20),
+        "sleeper not run for {sleeper:?}, {since:?} after the last capture"
+    );
+    // Never signalled, it has not run since it blocked.
+    assert!(
+        idle(&of(&now, "masked-reader")) >= sleeper,
+        "{:?}",
+        of(&now, "masked-reader")
+    );
+    // Runnable: it may be on a CPU now.
+    assert_eq!(idle(&of(&now, "spinner")), Duration::ZERO);
+    assert_unharmed(&mut app);
+}

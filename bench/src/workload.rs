@@ -99,6 +99,14 @@ pub(crate) fn serve(threads: usize, spin: bool) {
                 let _ = out.flush();
                 continue;
             }
+            // The capture alone, without and with the records' "not run for" (A/B).
+            "capture-ab" => {
+                let plain = manhole::__bench::measure_capture(false);
+                let last_ran = manhole::__bench::measure_capture(true);
+                let _ = writeln!(out, "capture {} {}", plain.as_micros(), last_ran.as_micros());
+                let _ = out.flush();
+                continue;
+            }
             "rstack" => {
                 let _ = writeln!(out, "{}", rstack());
                 let _ = out.flush();

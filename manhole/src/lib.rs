@@ -297,4 +297,75 @@ pub mod __bench {
     pub fn prepare() {
         let _ = crate::stacks::prepare(None);
     }
+
+    /// How long the capture alone takes (no symbols, no text), with or without the records'
+    /// "not run for" (two more `/proc` files a thread and a migration of the dumper per CPU).
+    pub fn measure_capture(last_ran: bool) -> Duration {
+        let start = Instant::now();
+        let raw = crate::stacks::capture_raw_with(crate::stacks::record::Want { last_ran });
+        let took = start.elapsed();
+        drop(raw);
+        took
+    }
+
+    /// What a stack capture records of one thread besides its frames, for tests (the
+    /// crate's own type is `stacks::ThreadRecord`).
+    #[derive(Debug, Clone, Default)]
+    pub struct ThreadFacts {
+        pub tid: i32,
+        /// Where the registers were read: `handler`, `proc` or `own`.
+        pub regs_from: Option<&'static str>,
+        pub pc: Option<usize>,
+        pub sp: Option<usize>,
+        pub fp: Option<usize>,
+        pub lr: Option<usize>,
+        /// The system call's number, when in one and known.
+        pub syscall: Option<libc::c_long>,
+        pub args: [Option<usize>; 6],
+        /// `waiting`, `restarting` or `interrupted <errno>`, when in a system call.
+        pub phase: Option<String>,
+        /// Where its arguments were read: `handler` or `proc`.
+        pub syscall_from: Option<&'static str>,
+        /// CPU time used, read before the signal.
+        pub cpu: Option<Duration>,
+        /// How long it had not run at least, read before the signal.
+        pub not_run_for: Option<Duration>,
+        /// The signal mask the handler saw.
+        pub mask: Option<u64>,
+    }
+
+    /// Captures every thread (no symbols, no text) and returns each one's record.
+    pub fn thread_facts() -> Vec<ThreadFacts> {
+        use crate::stacks::record::{Phase, Source};
+        let name = |source: Source| match source {
+            Source::Handler => "handler",
+            Source::Proc => "proc",
+            Source::Own => "own",
+        };
+        let raw = crate::stacks::capture_raw_with(crate::stacks::record::Want { last_ran: true });
+        let mut facts: Vec<ThreadFacts> = raw
+            .records()
+            .map(|(tid, record)| ThreadFacts {
+                tid,
+                regs_from: record.regs.map(|r| name(r.from)),
+                pc: record.regs.map(|r| r.pc),
+                sp: record.regs.map(|r| r.sp),
+                fp: record.regs.and_then(|r| r.fp),
+                lr: record.regs.and_then(|r| r.lr),
+                syscall: record.syscall.and_then(|s| s.number),
+                args: record.syscall.map_or([None; 6], |s| s.args),
+                phase: record.syscall.map(|s| match s.phase {
+                    Phase::Waiting => "waiting".to_owned(),
+                    Phase::Restarting => "restarting".to_owned(),
+                    Phase::Interrupted { errno } => format!("interrupted {errno}"),
+                }),
+                syscall_from: record.syscall.map(|s| name(s.from)),
+                cpu: record.cpu,
+                not_run_for: record.not_run_for,
+                mask: record.mask,
+            })
+            .collect();
+        facts.sort_by_key(|f| f.tid);
+        facts
+    }
 }

@@ -297,22 +297,86 @@ fn parse_syscall(text: &str) -> Option<SyscallState> {
     }
 }
 
-/// The system call a thread sleeps in and its six arguments, if it sleeps in one.
-pub(crate) fn syscall_with_args(tid: i32) -> Option<(libc::c_long, [usize; 6])> {
-    parse_syscall_args(&String::from_utf8_lossy(&task_file(tid, "syscall")?))
+/// All of `/proc/self/task/<tid>/syscall`: the call, its six arguments, and the user-space
+/// stack pointer and program counter (the address just after the system call instruction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcSyscall {
+    /// On a CPU: the kernel shows no registers.
+    Running,
+    /// Stopped in user space, outside a system call.
+    Outside { sp: usize, pc: usize },
+    /// Inside system call `number`.
+    In {
+        number: libc::c_long,
+        args: [usize; 6],
+        sp: usize,
+        pc: usize,
+    },
 }
 
-fn parse_syscall_args(text: &str) -> Option<(libc::c_long, [usize; 6])> {
+/// Reads `/proc/self/task/<tid>/syscall` once, with one read into a stack buffer (the line is
+/// under 200 bytes).
+pub(crate) fn syscall(tid: i32) -> Option<ProcSyscall> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/syscall"), 0).ok()?);
+    let mut buf = [0u8; 256];
+    let n = file.read(&mut buf).ok()?;
+    parse_syscall_line(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
+fn parse_syscall_line(text: &str) -> Option<ProcSyscall> {
     let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.len() != 9 {
+    let hex = |s: &str| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    match fields.as_slice() {
+        ["running"] => Some(ProcSyscall::Running),
+        ["-1", sp, pc] => Some(ProcSyscall::Outside {
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        [number, a0, a1, a2, a3, a4, a5, sp, pc] => Some(ProcSyscall::In {
+            number: number.parse().ok()?,
+            args: [hex(a0)?, hex(a1)?, hex(a2)?, hex(a3)?, hex(a4)?, hex(a5)?],
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        _ => None,
+    }
+}
+
+/// `se.exec_start` of `/proc/self/task/<tid>/sched`, in ns: when the scheduler last updated the
+/// thread's runtime, which for a thread off the CPU is when it stopped running. On the task clock
+/// of the CPU it ran on (see `stacks::record`). `None` where the kernel has no such file
+/// (it depends on `CONFIG_SCHED_DEBUG`).
+pub(crate) fn exec_start_ns(tid: i32) -> Option<u64> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/sched"), 0).ok()?);
+    // The line is on the third line; the whole file is about 2 KB.
+    let mut buf = [0u8; 512];
+    let n = file.read(&mut buf).ok()?;
+    parse_exec_start(&buf[..n])
+}
+
+fn parse_exec_start(text: &[u8]) -> Option<u64> {
+    let line = text
+        .split(|b| *b == b'\n')
+        .find(|line| line.starts_with(b"se.exec_start"))?;
+    let value = std::str::from_utf8(line).ok()?.split(':').nth(1)?.trim();
+    // Printed as milliseconds with six decimals (`%Ld.%06ld` of ns / 1e6).
+    let (ms, frac) = value.split_once('.')?;
+    if frac.len() != 6 {
         return None;
     }
-    let hex = |s: &str| usize::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    let mut args = [0usize; 6];
-    for (arg, field) in args.iter_mut().zip(&fields[1..7]) {
-        *arg = hex(field)?;
-    }
-    Some((fields[0].parse().ok()?, args))
+    ms.parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(frac.parse().ok()?)
+}
+
+/// The CPU thread `tid` last ran on (field 39 of its `stat`).
+pub(crate) fn last_cpu(tid: i32) -> Option<usize> {
+    let mut file = std::fs::File::from(open_self(&format!("task/{tid}/stat"), 0).ok()?);
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    // Fields after the name: state is 3, so 39 is at 36.
+    stat_fields(&buf[..n]).get(36)?.parse().ok()
 }
 
 /// Facts from `/proc/self/stat` and `/proc/self/status`.
@@ -422,6 +486,24 @@ mod tests {
         );
         assert_eq!(parse_syscall("garbage"), None);
         assert_eq!(parse_syscall(""), None);
+        assert_eq!(
+            parse_syscall_line("202 0x55e0 0x89 0x2 0x0 0x0 0xffffffff 0x7ffcaaaa 0x7f71366d8545\n"),
+            Some(ProcSyscall::In {
+                number: 202,
+                args: [0x55e0, 0x89, 2, 0, 0, 0xffff_ffff],
+                sp: 0x7ffc_aaaa,
+                pc: 0x7f71_366d_8545
+            })
+        );
+        assert_eq!(
+            parse_syscall_line("-1 0x7ffd1000 0x7f00dead\n"),
+            Some(ProcSyscall::Outside {
+                sp: 0x7ffd_1000,
+                pc: 0x7f00_dead
+            })
+        );
+        assert_eq!(parse_syscall_line("running\n"), Some(ProcSyscall::Running));
+        assert_eq!(parse_syscall_line("202 0x1 0x2\n"), None);
     }
 
     #[test]
@@ -474,6 +556,23 @@ mod tests {
             Some(("?".to_owned(), 'R'))
         );
         assert_eq!(escape_invalid_utf8("ok ✓".as_bytes()), "ok ✓");
+    }
+
+    #[test]
+    fn sched_exec_start_is_read_in_nanoseconds() {
+        let text = b"cat (3377, #threads: 1)\n-------------------\nse.exec_start                                :       9784883.587045\nse.vruntime  :  58742.280799\n";
+        assert_eq!(parse_exec_start(text), Some(9_784_883_587_045));
+        assert_eq!(parse_exec_start(b"se.exec_start : 12.5\n"), None);
+        assert_eq!(parse_exec_start(b"nothing here\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_calling_thread_has_a_last_cpu() {
+        let me = nix::unistd::gettid().as_raw();
+        // SAFETY: sched_getcpu has no preconditions.
+        let now = unsafe { libc::sched_getcpu() };
+        assert!(last_cpu(me).is_some_and(|cpu| cpu < 4096), "{now}");
     }
 
     #[test]

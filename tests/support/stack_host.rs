@@ -19,15 +19,25 @@
 //! - `fork-dump`: a thread forks children without pause; each child calls
 //!   `manhole::dump_stacktraces()` under an alarm and reports how it went on stdout
 //!   (`child ok` / the parent counts children killed by the alarm as `child hung`).
+//! - `waits`: threads in known situations for the per-thread records: `pipe-reader` blocked
+//!   in `read` on a pipe nobody writes, `futex-waiter` in a futex wait without timeout on a
+//!   static word, `sleeper` in `thread::sleep`, `spinner` spinning, and `masked-reader`, which
+//!   blocks every signal, in `read` on another pipe. `facts` answers the descriptors, the
+//!   word's address and each thread's tid and stack; `records` the capture's records.
 #![allow(missing_docs)]
 
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 static HEARTBEAT: AtomicU64 = AtomicU64::new(0);
 static PROGRAM_HANDLER_CALLS: AtomicU64 = AtomicU64::new(0);
 static BACKTRACES: AtomicU64 = AtomicU64::new(0);
+/// What the `waits` scenario set up: `facts` prints it.
+static FACTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The word `futex-waiter` waits on (never woken).
+static WORD: AtomicU32 = AtomicU32::new(0);
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
@@ -61,6 +71,7 @@ fn main() {
         "fork-dump" => fork_dump(),
         "seccomp-strict" => seccomp_thread(false),
         "seccomp-filter" => seccomp_thread(true),
+        "waits" => waits(),
         other => {
             println!("unknown scenario {other:?}");
             std::process::exit(2);
@@ -73,15 +84,18 @@ fn main() {
     println!("ready {}", socket.display());
     let _ = std::io::stdout().flush();
     // Commands on stdin: `heartbeat`, `handler-calls`, `backtraces`, `dump` (the program's own
-    // dump_stacktraces, answering its length); EOF ends the program.
+    // dump_stacktraces, answering its length), `facts` and `records` (the `waits` scenario);
+    // EOF ends the program.
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let answer = match line.trim() {
-            "heartbeat" => HEARTBEAT.load(Ordering::Relaxed),
-            "handler-calls" => PROGRAM_HANDLER_CALLS.load(Ordering::Relaxed),
-            "backtraces" => BACKTRACES.load(Ordering::Relaxed),
-            "dump" => manhole::dump_stacktraces().len() as u64,
-            _ => u64::MAX,
+            "heartbeat" => HEARTBEAT.load(Ordering::Relaxed).to_string(),
+            "handler-calls" => PROGRAM_HANDLER_CALLS.load(Ordering::Relaxed).to_string(),
+            "backtraces" => BACKTRACES.load(Ordering::Relaxed).to_string(),
+            "dump" => manhole::dump_stacktraces().len().to_string(),
+            "facts" => FACTS.lock().expect("facts").join(" "),
+            "records" => records(),
+            _ => u64::MAX.to_string(),
         };
         println!("{answer}");
         let _ = std::io::stdout().flush();
@@ -437,4 +451,128 @@ fn seccomp_thread(filter: bool) {
         .expect("seccomp thread");
     let _ = ready_rx.recv();
     std::thread::sleep(Duration::from_millis(50));
+}
+
+/// This thread's id and stack (`lo-hi`, from pthread_getattr_np), as `name:tid:lo:hi`.
+fn describe_self(name: &str) -> String {
+    // SAFETY: pthread_getattr_np on the calling thread fills `attr`, destroyed after use.
+    let (low, size) = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize, size)
+    };
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    format!("{name}:{tid}:{low:#x}:{:#x}", low + size)
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors; both stay open for ever.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+/// Threads in known situations (see the module docs); returns once all of them are there.
+fn waits() {
+    let (read_fd, _) = pipe();
+    let (masked_fd, _) = pipe();
+    FACTS.lock().expect("facts").extend([
+        format!("pipe_fd={read_fd}"),
+        format!("masked_fd={masked_fd}"),
+        format!("word={:#x}", WORD.as_ptr() as usize),
+    ]);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let spawn = |name: &'static str, body: fn(i32), fd: i32| {
+        let ready = ready_tx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                if name == "masked-reader" {
+                    block_everything();
+                }
+                let me = describe_self(name);
+                FACTS.lock().expect("facts").push(format!("thread={me}"));
+                let _ = ready.send(());
+                body(fd);
+            })
+            .expect("waits thread");
+    };
+    fn read_forever(fd: i32) {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: reads one byte into `byte` from a pipe nobody writes.
+            unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+        }
+    }
+    spawn("pipe-reader", read_forever, read_fd);
+    spawn("masked-reader", read_forever, masked_fd);
+    spawn(
+        "futex-waiter",
+        |_| loop {
+            // SAFETY: a futex wait without timeout on a static word nobody changes or wakes.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    WORD.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    0u32,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+        },
+        0,
+    );
+    spawn(
+        "sleeper",
+        |_| loop {
+            std::thread::sleep(Duration::from_secs(3600))
+        },
+        0,
+    );
+    spawn(
+        "spinner",
+        |_| {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        },
+        0,
+    );
+    drop(ready_tx);
+    // The test waits for each thread to be inside its call (from /proc) before it looks.
+    for _ in 0..5 {
+        let _ = ready_rx.recv();
+    }
+}
+
+/// The capture's record of every thread, `|`-separated, each as `key=value` words.
+fn records() -> String {
+    let hex = |v: Option<usize>| v.map_or("-".to_owned(), |v| format!("{v:#x}"));
+    manhole::__bench::thread_facts()
+        .iter()
+        .map(|f| {
+            format!(
+                "tid={} from={} pc={} sp={} fp={} nr={} args={} phase={} sfrom={} cpu={} idle={} mask={}",
+                f.tid,
+                f.regs_from.unwrap_or("-"),
+                hex(f.pc),
+                hex(f.sp),
+                hex(f.fp),
+                f.syscall.map_or("-".to_owned(), |n| n.to_string()),
+                f.args.iter().map(|a| hex(*a)).collect::<Vec<_>>().join(","),
+                f.phase.as_deref().unwrap_or("-").replace(' ', "_"),
+                f.syscall_from.unwrap_or("-"),
+                f.cpu.map_or("-".to_owned(), |c| c.as_nanos().to_string()),
+                f.not_run_for.map_or("-".to_owned(), |c| c.as_nanos().to_string()),
+                f.mask.map_or("-".to_owned(), |m| format!("{m:#x}")),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

@@ -25,12 +25,15 @@ use crate::text;
 #[cfg(target_os = "linux")]
 mod headroom;
 pub(crate) mod names;
+pub(crate) mod record;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod sampler;
 mod symbolize;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod unwind;
 
+pub(crate) use record::ThreadRecord;
+use record::{Before, ClockOffsets, Want};
 use symbolize::{Address, Symbol};
 
 /// How long a dump waits for threads to answer before reporting them from /proc.
@@ -62,6 +65,12 @@ pub(crate) struct ThreadReport {
     pub(crate) stack: Stack,
     /// How long the thread spent copying its stack, when it did (read by the benchmark).
     pub(crate) pause: Option<Duration>,
+    /// Its registers, system call and CPU time (not rendered).
+    #[allow(
+        dead_code,
+        reason = "read by what is built on the dump (wait reasons, locks, doctor) and by tests"
+    )]
+    pub(crate) record: ThreadRecord,
 }
 
 /// A dump of every thread of the process.
@@ -213,8 +222,15 @@ pub(crate) struct RawDump {
     me: i32,
     tids: Vec<i32>,
     statuses: HashMap<i32, TaskStatus>,
-    raws: HashMap<i32, (Raw, Option<Duration>)>,
+    raws: HashMap<i32, (Raw, ThreadRecord)>,
     notes: Vec<String>,
+}
+
+impl RawDump {
+    /// Every thread's record, by tid.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (i32, &ThreadRecord)> {
+        self.raws.iter().map(|(tid, (_, record))| (*tid, record))
+    }
 }
 
 /// Captures every thread of the process. The calling thread's own stack starts at its caller.
@@ -226,9 +242,15 @@ pub(crate) fn capture() -> Dump {
 /// The capture proper: every thread records its return addresses.
 #[inline(never)]
 pub(crate) fn capture_raw() -> RawDump {
+    capture_raw_with(Want::default())
+}
+
+/// [`capture_raw`], reading what `want` asks for besides.
+#[inline(never)]
+pub(crate) fn capture_raw_with(want: Want) -> RawDump {
     let pid = std::process::id();
     let me = sys::gettid();
-    let (own, own_cut) = own_stack();
+    let (own, own_cut, own_record) = own_stack(me);
     let mut notes = Vec::new();
     if let Some(why) = procfs::blind() {
         notes.push(format!("other threads cannot be listed: {why}"));
@@ -244,10 +266,11 @@ pub(crate) fn capture_raw() -> RawDump {
     if let Some(status) = procfs::task_status(me) {
         statuses.insert(me, status);
     }
-    let mut raws: HashMap<i32, (Raw, Option<Duration>)> = capture_others(&others, &mut statuses, &mut notes)
-        .into_iter()
-        .collect();
-    raws.insert(me, (Raw::Frames(own, own_cut), None));
+    let mut raws: HashMap<i32, (Raw, ThreadRecord)> =
+        capture_others(&others, &mut statuses, &mut notes, want)
+            .into_iter()
+            .collect();
+    raws.insert(me, (Raw::Frames(own, own_cut), own_record));
     tids.sort_unstable();
     RawDump {
         pid,
@@ -283,7 +306,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
     let threads = tids
         .into_iter()
         .filter_map(|tid| {
-            let (raw, pause) = raws.remove(&tid)?;
+            let (raw, record) = raws.remove(&tid)?;
             let status = statuses.get(&tid);
             let name = match names::lookup(tid) {
                 Some(name) => name,
@@ -305,7 +328,8 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
                 name,
                 state,
                 stack,
-                pause,
+                pause: record.pause,
+                record,
             })
         })
         .collect();
@@ -343,7 +367,8 @@ fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
     notes: &mut Vec<String>,
-) -> Vec<(i32, (Raw, Option<Duration>))> {
+    want: Want,
+) -> Vec<(i32, (Raw, ThreadRecord))> {
     let signal = match sampler::signal() {
         Some(signal) => signal,
         None => match sampler::init(None) {
@@ -353,7 +378,7 @@ fn capture_others(
                 notes.push(why.clone());
                 return tids
                     .iter()
-                    .map(|tid| (*tid, (Raw::FromProc(why.clone()), None)))
+                    .map(|tid| (*tid, (Raw::FromProc(why.clone()), ThreadRecord::default())))
                     .collect();
             }
         },
@@ -363,7 +388,9 @@ fn capture_others(
     if let Some(why) = &taken_over {
         notes.push(why.clone());
     }
-    let mut out: HashMap<i32, (Raw, Option<Duration>)> = HashMap::with_capacity(tids.len());
+    let mut out: HashMap<i32, (Raw, ThreadRecord)> = HashMap::with_capacity(tids.len());
+    // What was read of each thread before it was signalled.
+    let mut befores: HashMap<i32, Before> = HashMap::with_capacity(tids.len());
     let mut ask = Vec::with_capacity(tids.len());
     // Runnable threads that seem to block the signal may only be on their way out of the
     // handler of the previous dump (its mask blocks everything until sigreturn): look again.
@@ -371,9 +398,10 @@ fn capture_others(
     // Threads under a seccomp filter of their own copy without system calls.
     let mut filtered: Vec<i32> = Vec::new();
     sigwaiters_prune(tids);
-    for (tid, status) in read_statuses(tids, signal) {
-        let Some(status) = status else {
-            out.insert(tid, (Raw::Gone, None));
+    let offsets = want.last_ran.then(sampler::task_clock_offsets);
+    for (tid, read) in read_statuses(tids, signal, offsets.as_ref()) {
+        let Some((status, before)) = read else {
+            out.insert(tid, (Raw::Gone, ThreadRecord::default()));
             continue;
         };
         let why = match &taken_over {
@@ -385,7 +413,13 @@ fn capture_others(
                 if why == BLOCKS && status.state == 'R' {
                     look_again.push(tid);
                 }
-                out.insert(tid, (Raw::FromProc(format!("not captured: {why}")), None));
+                out.insert(
+                    tid,
+                    (
+                        Raw::FromProc(format!("not captured: {why}")),
+                        ThreadRecord::from_before(&before),
+                    ),
+                );
             }
             None => {
                 if status.seccomp == 2 {
@@ -395,45 +429,64 @@ fn capture_others(
             }
         }
         statuses.insert(tid, status);
+        befores.insert(tid, before);
     }
     filtered.sort_unstable();
-    out.extend(
-        sampler::capture(&ask, &filtered, DEADLINE, unwind::walk)
-            .into_iter()
-            .map(|(tid, outcome)| (tid, raw_of(outcome))),
-    );
+    let mut code = sampler::CodeReader::new();
+    let mut record = |tid: i32, outcome, befores: &HashMap<i32, Before>| {
+        let before = befores.get(&tid).copied().unwrap_or_default();
+        (tid, raw_of(outcome, &before, &mut code))
+    };
+    for (tid, outcome) in sampler::capture(&ask, &filtered, DEADLINE, unwind::walk) {
+        let (tid, answer) = record(tid, outcome, &befores);
+        out.insert(tid, answer);
+    }
     for attempt in 0..4 {
         if look_again.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_micros(250 << attempt));
-        let (now_free, still): (Vec<i32>, Vec<i32>) = look_again.iter().partition(|tid| {
-            signalable(**tid, signal).is_some_and(|status| cannot_answer(&status, signal).is_none())
-        });
+        let (mut now_free, mut still) = (Vec::new(), Vec::new());
+        for tid in look_again {
+            match signalable(tid, signal, offsets.as_ref()) {
+                Some((status, before)) if cannot_answer(&status, signal).is_none() => {
+                    befores.insert(tid, before);
+                    now_free.push(tid);
+                }
+                _ => still.push(tid),
+            }
+        }
         look_again = still;
         for (tid, outcome) in sampler::capture(&now_free, &filtered, DEADLINE, unwind::walk) {
-            out.insert(tid, raw_of(outcome));
+            let (tid, answer) = record(tid, outcome, &befores);
+            out.insert(tid, answer);
         }
     }
     out.into_iter().collect()
 }
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn raw_of(outcome: sampler::Outcome<(Vec<Address>, Option<unwind::Cut>)>) -> (Raw, Option<Duration>) {
+fn raw_of(
+    outcome: sampler::Outcome<(Vec<Address>, Option<unwind::Cut>)>,
+    before: &Before,
+    code: &mut sampler::CodeReader,
+) -> (Raw, ThreadRecord) {
     use sampler::Outcome;
     let raw = match outcome {
         Outcome::Captured {
             walked: (frames, cut),
             pause,
+            context,
         } => {
-            return (Raw::Frames(frames, cut.map(|c| c.describe())), Some(pause));
+            let record = ThreadRecord::from_handler(&context, code.around(context.regs.pc), before, pause);
+            return (Raw::Frames(frames, cut.map(|c| c.describe())), record);
         }
         Outcome::Skipped(why) if why == GONE => Raw::Gone,
         Outcome::Gone => Raw::Gone,
         Outcome::Skipped(why) => Raw::FromProc(format!("not captured: {why}")),
         Outcome::NoAnswer => Raw::FromProc(format!("no answer within {} ms", DEADLINE.as_millis())),
     };
-    (raw, None)
+    (raw, ThreadRecord::from_before(before))
 }
 
 /// A thread's status, with what it reports as blocked corrected for a thread waiting in
@@ -443,22 +496,44 @@ fn raw_of(outcome: sampler::Outcome<(Vec<Address>, Option<unwind::Cut>)>) -> (Ra
 /// as blocking it. The system call is looked at before and after the status, so a thread that
 /// enters or leaves the wait between the reads is still seen waiting in one of them; a thread
 /// once seen waiting for the signal is remembered and never signalled again.
-fn signalable(tid: i32, signal: i32) -> Option<TaskStatus> {
+///
+/// Also what the thread's record keeps from before the signal: its CPU time and the first
+/// `/proc` system call line.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn signalable(tid: i32, signal: i32, offsets: Option<&ClockOffsets>) -> Option<(TaskStatus, Before)> {
+    let cpu = sampler::thread_cpu_time(tid);
+    let last_ran = offsets.map(|offsets| {
+        let exec_start = procfs::exec_start_ns(tid);
+        let now = sampler::monotonic_ns();
+        (offsets, exec_start, procfs::last_cpu(tid), now)
+    });
+    let syscall = procfs::syscall(tid);
+    let mut before = Before {
+        syscall,
+        cpu,
+        not_run_for: None,
+    };
+    let not_run_for = |status: &TaskStatus| {
+        let (offsets, exec_start, cpu, now) = last_ran?;
+        record::not_run_for(offsets, exec_start, cpu, now, status.state == 'R')
+    };
     if sigwaiters().contains(&tid) {
         let mut status = procfs::task_status(tid)?;
+        before.not_run_for = not_run_for(&status);
         status.blocked |= 1 << (signal - 1);
-        return Some(status);
+        return Some((status, before));
     }
-    let before = waits_for(tid, signal);
+    let waiting = waits_for(syscall.as_ref(), signal);
     let mut status = procfs::task_status(tid)?;
+    before.not_run_for = not_run_for(&status);
     if cannot_answer(&status, signal).is_some() {
-        return Some(status);
+        return Some((status, before));
     }
-    if before || waits_for(tid, signal) {
+    if waiting || waits_for(procfs::syscall(tid).as_ref(), signal) {
         sigwaiters_insert(tid);
         status.blocked |= 1 << (signal - 1);
     }
-    Some(status)
+    Some((status, before))
 }
 
 /// Threads seen waiting for the stack signal with `sigwait`; pruned of exited threads.
@@ -482,8 +557,9 @@ fn sigwaiters_prune(alive: &[i32]) {
 
 /// Whether `tid` sits in a system call that would take `signal` for the program: a
 /// `rt_sigtimedwait` whose set holds it (or cannot be read), or `rt_sigsuspend`.
-fn waits_for(tid: i32, signal: i32) -> bool {
-    let Some((number, args)) = procfs::syscall_with_args(tid) else {
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn waits_for(syscall: Option<&procfs::ProcSyscall>, signal: i32) -> bool {
+    let Some(&procfs::ProcSyscall::In { number, args, .. }) = syscall else {
         return false;
     };
     if number == libc::SYS_rt_sigsuspend {
@@ -504,9 +580,15 @@ fn waits_for(tid: i32, signal: i32) -> bool {
 /// that collects signals with sigwait could receive it). With many threads the reads are
 /// shared with a helper thread: they are most of the cost of a large dump.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn read_statuses(tids: &[i32], signal: i32) -> Vec<(i32, Option<TaskStatus>)> {
-    let read = |part: &[i32]| -> Vec<(i32, Option<TaskStatus>)> {
-        part.iter().map(|tid| (*tid, signalable(*tid, signal))).collect()
+fn read_statuses(
+    tids: &[i32],
+    signal: i32,
+    offsets: Option<&ClockOffsets>,
+) -> Vec<(i32, Option<(TaskStatus, Before)>)> {
+    let read = |part: &[i32]| -> Vec<(i32, Option<(TaskStatus, Before)>)> {
+        part.iter()
+            .map(|tid| (*tid, signalable(*tid, signal, offsets)))
+            .collect()
     };
     if tids.len() < PARALLEL_STATUS_READS {
         return read(tids);
@@ -547,12 +629,13 @@ fn capture_others(
     tids: &[i32],
     statuses: &mut HashMap<i32, TaskStatus>,
     _notes: &mut Vec<String>,
-) -> Vec<(i32, (Raw, Option<Duration>))> {
+    _want: Want,
+) -> Vec<(i32, (Raw, ThreadRecord))> {
     let why = "in-process capture is not available on this platform".to_owned();
     tids.iter()
         .filter_map(|tid| {
             statuses.insert(*tid, procfs::task_status(*tid)?);
-            Some((*tid, (Raw::FromProc(why.clone()), None)))
+            Some((*tid, (Raw::FromProc(why.clone()), ThreadRecord::default())))
         })
         .collect()
 }
@@ -560,17 +643,22 @@ fn capture_others(
 /// The calling thread's frames, without the frames of the capture itself.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 #[inline(never)]
-fn own_stack() -> (Vec<Address>, Option<String>) {
+fn own_stack(me: i32) -> (Vec<Address>, Option<String>, ThreadRecord) {
+    let cpu = sampler::thread_cpu_time(me);
     let snapshot = sampler::capture_self();
     let (mut frames, cut) = unwind::walk(snapshot.regs, &snapshot.stack);
     trim_capture_frames(&mut frames);
-    (frames, cut.map(|c| c.describe()))
+    (
+        frames,
+        cut.map(|c| c.describe()),
+        ThreadRecord::own(snapshot.regs, cpu),
+    )
 }
 
 /// The calling thread's frames, without the frames of the capture itself.
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
 #[inline(never)]
-fn own_stack() -> (Vec<Address>, Option<String>) {
+fn own_stack(_me: i32) -> (Vec<Address>, Option<String>, ThreadRecord) {
     let mut ips = Vec::with_capacity(64);
     backtrace::trace(|frame| {
         let ip = frame.ip() as usize;
@@ -580,7 +668,7 @@ fn own_stack() -> (Vec<Address>, Option<String>) {
         ips.len() < 256
     });
     trim_capture_frames(&mut ips);
-    (ips, None)
+    (ips, None, ThreadRecord::default())
 }
 
 /// Everything up to the outermost frame of the capture itself is manhole's, not the caller's.
@@ -951,6 +1039,7 @@ mod tests {
             state: Some('S'),
             stack: Stack::Frames(frames.to_vec(), None),
             pause: None,
+            record: ThreadRecord::default(),
         }
     }
 

@@ -60,7 +60,8 @@ fn state_of(word: u64) -> u64 {
 }
 
 /// One thread's capture. All-zero bytes are a valid free slot, so tables are `alloc_zeroed`.
-#[repr(C)]
+/// Cache-line aligned: handlers on different CPUs never write the same line.
+#[repr(C, align(64))]
 struct Slot {
     state: AtomicU64,
     pc: AtomicUsize,
@@ -69,6 +70,11 @@ struct Slot {
     lr: AtomicUsize,
     /// The thread's signal mask when it was interrupted (signals 1..=64).
     mask: AtomicU64,
+    /// The register a system call number goes in (rax, x8): on x86_64 the call's result (a
+    /// negative errno) once it returned.
+    syscall_reg: AtomicUsize,
+    /// The registers a system call's six arguments go in (rdi rsi rdx r10 r8 r9; x0..x5).
+    args: [AtomicUsize; 6],
     entered_ns: AtomicU64,
     left_ns: AtomicU64,
     /// Where to copy the stack, and how much room there is (set by the dumper).
@@ -209,6 +215,112 @@ pub(crate) fn read_memory(address: usize, out: &mut [u8]) -> usize {
     vm_read(address, out.as_mut_ptr(), out.len())
 }
 
+/// Reads the machine code around the program counters of interrupted threads (to tell whether
+/// they sit at a system call instruction), through the kernel, so a pc in an unmapped page is
+/// an unknown, never a fault. Each address is read once per reader: threads of a pool share
+/// the few addresses they wait at.
+pub(crate) struct CodeReader {
+    allowed: bool,
+    seen: std::collections::HashMap<usize, Option<[u8; 2 * super::record::INSN]>>,
+}
+
+impl CodeReader {
+    /// For the calling thread; `process_vm_readv` is checked to be allowed once, here.
+    pub(crate) fn new() -> CodeReader {
+        CodeReader {
+            allowed: may_read_through_kernel(),
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The bytes `[pc - INSN, pc + INSN)`, if they can be read.
+    pub(crate) fn around(&mut self, pc: usize) -> Option<[u8; 2 * super::record::INSN]> {
+        const LEN: usize = 2 * super::record::INSN;
+        if !self.allowed || pc < super::record::INSN {
+            return None;
+        }
+        *self.seen.entry(pc).or_insert_with(|| {
+            let mut bytes = [0u8; LEN];
+            (vm_read(pc - super::record::INSN, bytes.as_mut_ptr(), LEN) == LEN).then_some(bytes)
+        })
+    }
+}
+
+/// Each CPU's scheduler task clock against `CLOCK_MONOTONIC`, in ns (see `record`): the calling
+/// thread is moved onto each CPU it may run on in turn, and its own `exec_start` there (set when
+/// it was picked to run, so at most the clock's present value) is read, then the monotonic
+/// time; the difference is at most the CPU's true offset. Indexed by CPU, `None` for a CPU not
+/// measured. The thread's affinity is put back as it was. Call it on one of manhole's own
+/// threads (a session's), never on a thread of the program (`dump_stacktraces` does not ask
+/// for it).
+pub(crate) fn task_clock_offsets() -> Vec<Option<i64>> {
+    let me = crate::sys::gettid();
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
+    let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `original` is a valid, writable cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut original) } != 0 {
+        return Vec::new();
+    }
+    let cpus = 8 * size;
+    let mut offsets = vec![None; cpus];
+    for (cpu, offset) in offsets.iter_mut().enumerate() {
+        // SAFETY: `cpu` is below CPU_SETSIZE (8 * size of the set).
+        if !unsafe { libc::CPU_ISSET(cpu, &original) } {
+            continue;
+        }
+        // SAFETY: as above; `one` is plain data holding only `cpu`.
+        let one = unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            one
+        };
+        // SAFETY: `one` is a valid cpu_set_t; the call moves the calling thread (manhole's own)
+        // onto `cpu` before it returns, or fails and changes nothing.
+        if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
+            continue;
+        }
+        // SAFETY: sched_getcpu has no preconditions.
+        if unsafe { libc::sched_getcpu() } != cpu as i32 {
+            continue;
+        }
+        let Some(start) = crate::procfs::exec_start_ns(me) else {
+            break; // no `sched` file: nothing to calibrate
+        };
+        let now = now_ns();
+        // Moved away meanwhile (the affinity allows only `cpu`, so only if it was changed).
+        // SAFETY: as above.
+        if unsafe { libc::sched_getcpu() } == cpu as i32 {
+            *offset = Some(start as i64 - now as i64);
+        }
+    }
+    // SAFETY: `original` is the mask read above.
+    unsafe { libc::sched_setaffinity(0, size, &original) };
+    offsets
+}
+
+/// The monotonic clock in ns, as the handler reads it.
+pub(crate) fn monotonic_ns() -> u64 {
+    now_ns()
+}
+
+/// The CPU time thread `tid` of this process has used, from its CPU clock (the scheduler's
+/// runtime in ns, including the slice it may be running now): one system call, no file.
+pub(crate) fn thread_cpu_time(tid: i32) -> Option<Duration> {
+    // The kernel's encoding of a thread's CPU clock (MAKE_THREAD_CPUCLOCK in glibc and
+    // linux/posix-timers.h): the tid, complemented, shifted by 3, with PERTHREAD (4) | SCHED
+    // (2). Valid for any thread of the calling process.
+    let clock: libc::clockid_t = (!tid << 3) | 6;
+    // SAFETY: timespec is plain data, filled by clock_gettime.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid, writable timespec; an unknown clock is an error (EINVAL), and
+    // a tid that exited gives EINVAL too.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// Whether the calling thread may call `process_vm_readv`: the process allowed it at install,
 /// and this thread has no seccomp filter (one installed since could kill the process for it).
 fn may_read_through_kernel() -> bool {
@@ -326,44 +438,79 @@ fn now_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The interrupted registers and signal mask.
+/// What the handler saw of the interrupted thread: the registers the walk starts from, its
+/// signal mask, and the registers of a system call it was in (or was about to make, or had
+/// just returned from), read from the signal's `ucontext`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Context {
+    pub(crate) regs: Registers,
+    /// The thread's signal mask (signals 1..=64) when it was interrupted.
+    pub(crate) mask: u64,
+    /// rax on x86_64 (the number; the result once the call returned), x8 on aarch64.
+    pub(crate) syscall_reg: usize,
+    /// rdi rsi rdx r10 r8 r9 on x86_64, x0..x5 on aarch64 (x0 holds the result once the call
+    /// returned).
+    pub(crate) args: [usize; 6],
+}
+
+/// Stores the interrupted thread's registers and mask into `slot` straight from the
+/// `ucontext`, without building a [`Context`] on the handler's stack; returns the stack
+/// pointer.
 #[cfg(target_arch = "x86_64")]
-fn registers(context: *mut c_void) -> (Registers, u64) {
+#[inline(always)]
+fn store_context(slot: &Slot, context: *mut c_void) -> usize {
     // SAFETY: the kernel passes a valid ucontext_t as the third argument of an SA_SIGINFO
     // handler; only saved registers and the first word of the saved mask are read.
     unsafe {
         let uc = &*context.cast::<libc::ucontext_t>();
         let gregs = &uc.uc_mcontext.gregs;
+        let sp = gregs[libc::REG_RSP as usize] as usize;
+        slot.pc
+            .store(gregs[libc::REG_RIP as usize] as usize, Ordering::Relaxed);
+        slot.sp.store(sp, Ordering::Relaxed);
+        slot.fp
+            .store(gregs[libc::REG_RBP as usize] as usize, Ordering::Relaxed);
+        slot.lr.store(0, Ordering::Relaxed);
         let mask = ptr::addr_of!(uc.uc_sigmask).cast::<u64>().read_unaligned();
-        (
-            Registers {
-                pc: gregs[libc::REG_RIP as usize] as usize,
-                sp: gregs[libc::REG_RSP as usize] as usize,
-                fp: gregs[libc::REG_RBP as usize] as usize,
-                lr: 0,
-            },
-            mask,
-        )
+        slot.mask.store(mask, Ordering::Relaxed);
+        slot.syscall_reg
+            .store(gregs[libc::REG_RAX as usize] as usize, Ordering::Relaxed);
+        slot.args[0].store(gregs[libc::REG_RDI as usize] as usize, Ordering::Relaxed);
+        slot.args[1].store(gregs[libc::REG_RSI as usize] as usize, Ordering::Relaxed);
+        slot.args[2].store(gregs[libc::REG_RDX as usize] as usize, Ordering::Relaxed);
+        slot.args[3].store(gregs[libc::REG_R10 as usize] as usize, Ordering::Relaxed);
+        slot.args[4].store(gregs[libc::REG_R8 as usize] as usize, Ordering::Relaxed);
+        slot.args[5].store(gregs[libc::REG_R9 as usize] as usize, Ordering::Relaxed);
+        sp
     }
 }
 
-/// The interrupted registers and signal mask.
+/// Stores the interrupted thread's registers and mask into `slot` straight from the
+/// `ucontext`, without building a [`Context`] on the handler's stack; returns the stack
+/// pointer.
 #[cfg(target_arch = "aarch64")]
-fn registers(context: *mut c_void) -> (Registers, u64) {
+#[inline(always)]
+fn store_context(slot: &Slot, context: *mut c_void) -> usize {
     // SAFETY: the kernel passes a valid ucontext_t as the third argument of an SA_SIGINFO
     // handler; only saved registers and the first word of the saved mask are read.
     unsafe {
         let uc = &*context.cast::<libc::ucontext_t>();
+        let x = &uc.uc_mcontext.regs;
+        let sp = uc.uc_mcontext.sp as usize;
+        slot.pc.store(uc.uc_mcontext.pc as usize, Ordering::Relaxed);
+        slot.sp.store(sp, Ordering::Relaxed);
+        slot.fp.store(x[29] as usize, Ordering::Relaxed);
+        slot.lr.store(x[30] as usize, Ordering::Relaxed);
         let mask = ptr::addr_of!(uc.uc_sigmask).cast::<u64>().read_unaligned();
-        (
-            Registers {
-                pc: uc.uc_mcontext.pc as usize,
-                sp: uc.uc_mcontext.sp as usize,
-                fp: uc.uc_mcontext.regs[29] as usize,
-                lr: uc.uc_mcontext.regs[30] as usize,
-            },
-            mask,
-        )
+        slot.mask.store(mask, Ordering::Relaxed);
+        slot.syscall_reg.store(x[8] as usize, Ordering::Relaxed);
+        slot.args[0].store(x[0] as usize, Ordering::Relaxed);
+        slot.args[1].store(x[1] as usize, Ordering::Relaxed);
+        slot.args[2].store(x[2] as usize, Ordering::Relaxed);
+        slot.args[3].store(x[3] as usize, Ordering::Relaxed);
+        slot.args[4].store(x[4] as usize, Ordering::Relaxed);
+        slot.args[5].store(x[5] as usize, Ordering::Relaxed);
+        sp
     }
 }
 
@@ -402,13 +549,8 @@ fn record(info: *mut libc::siginfo_t, context: *mut c_void) {
     {
         return; // abandoned, stale or forged
     }
-    let (regs, mask) = registers(context);
-    let copied = copy_stack(slot, regs.sp);
-    slot.pc.store(regs.pc, Ordering::Relaxed);
-    slot.sp.store(regs.sp, Ordering::Relaxed);
-    slot.fp.store(regs.fp, Ordering::Relaxed);
-    slot.lr.store(regs.lr, Ordering::Relaxed);
-    slot.mask.store(mask, Ordering::Relaxed);
+    let sp = store_context(slot, context);
+    let copied = copy_stack(slot, sp);
     slot.copied.store(copied, Ordering::Relaxed);
     slot.entered_ns.store(entered, Ordering::Relaxed);
     slot.left_ns.store(now_ns(), Ordering::Relaxed);
@@ -541,8 +683,13 @@ pub(crate) struct Snapshot {
 /// stack copy (see [`capture`]).
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome<W> {
-    /// Its registers and stack were copied, and walked into `walked`.
-    Captured { walked: W, pause: Duration },
+    /// Its registers and stack were copied, and walked into `walked`; `context` is what the
+    /// handler saw, `pause` how long it took.
+    Captured {
+        walked: W,
+        pause: Duration,
+        context: Context,
+    },
     /// Not asked, with the reason.
     Skipped(String),
     /// Asked, but it did not answer before the deadline.
@@ -820,15 +967,14 @@ fn round<W>(
     filtered: &[i32],
     signal: i32,
     until: Instant,
-    mut walk: impl FnMut(Registers, &[u8]) -> W,
+    walk: impl FnMut(Registers, &[u8]) -> W,
 ) -> Vec<(i32, Outcome<W>)> {
     let mut state = DUMPS.lock();
     if state.inherited {
         reset_slots();
     }
     state.generation = state.generation.wrapping_add(1).max(1);
-    let generation_now = state.generation;
-    let pid = own_pid();
+    let generation = state.generation;
     let capacity = reserve(tids.len() + 64);
     // A handler of an earlier round that is still writing owns its buffer and reads the table:
     // then the arena is retired (left mapped for good) and a new one made.
@@ -847,11 +993,30 @@ fn round<W>(
         state.arena = headroom_for(tids.len()).then(|| Arena::new(tids.len())).flatten();
     }
     let arena = state.arena.as_ref();
-    let maps_len = arena.map_or(0, |a| a.set_maps(&readable_mappings()));
     let answers_before = DONE_WORD.load(Ordering::SeqCst);
+    let (mut results, pending) = send_requests(tids, filtered, signal, generation, capacity, arena);
+    await_answers(&pending, generation, answers_before, until);
+    collect(&mut results, &pending, generation, walk);
+    results
+}
 
+/// `(position in the results, slot index)` of each request in flight.
+type InFlight = Vec<(usize, usize)>;
+
+/// Sends every request: fills a slot for each thread and signals it. Returns one result per
+/// thread (`NoAnswer` for those asked) and the `(position in results, slot index)` of the
+/// requests in flight.
+fn send_requests<W>(
+    tids: &[i32],
+    filtered: &[i32],
+    signal: i32,
+    generation: u32,
+    capacity: usize,
+    arena: Option<&Arena>,
+) -> (Vec<(i32, Outcome<W>)>, InFlight) {
+    let pid = own_pid();
+    let maps_len = arena.map_or(0, |a| a.set_maps(&readable_mappings()));
     let mut results: Vec<(i32, Outcome<W>)> = Vec::with_capacity(tids.len());
-    // (position in results, slot index) of the requests in flight.
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut next_slot = 0;
     let mut taken_over: Option<String> = None;
@@ -899,9 +1064,8 @@ fn round<W>(
             COPY_NONE
         };
         slot.mode.store(usize::from(mode), Ordering::Relaxed);
-        slot.state
-            .store(pack(generation_now, REQUESTED), Ordering::Release);
-        let value = (u64::from(generation_now) << 32) | next_slot as u64;
+        slot.state.store(pack(generation, REQUESTED), Ordering::Release);
+        let value = (u64::from(generation) << 32) | next_slot as u64;
         match send(pid, tid, signal, value) {
             Ok(()) => {
                 pending.push((results.len(), next_slot));
@@ -919,17 +1083,21 @@ fn round<W>(
             }
         }
     }
+    (results, pending)
+}
 
-    let all_done = |pending: &[(usize, usize)]| {
+/// Sleeps until every request in `pending` is answered, or `until`.
+fn await_answers(pending: &[(usize, usize)], generation: u32, answers_before: u32, until: Instant) {
+    let all_done = || {
         pending
             .iter()
-            .all(|(_, i)| slot(*i).is_some_and(|s| is_done(s, generation_now)))
+            .all(|(_, i)| slot(*i).is_some_and(|s| is_done(s, generation)))
     };
     let expected = pending.len() as u32;
     loop {
         let seen = DONE_WORD.load(Ordering::SeqCst);
         // Count first, scan only when enough handlers have finished since the requests left.
-        if seen.wrapping_sub(answers_before) >= expected && all_done(&pending) {
+        if seen.wrapping_sub(answers_before) >= expected && all_done() {
             break;
         }
         let Some(left) = until.checked_duration_since(Instant::now()) else {
@@ -956,15 +1124,23 @@ fn round<W>(
         };
     }
     WAITING.store(0, Ordering::SeqCst);
+}
 
-    for (position, index) in pending {
+/// Abandons the requests not answered, and walks and frees the answered ones.
+fn collect<W>(
+    results: &mut [(i32, Outcome<W>)],
+    pending: &[(usize, usize)],
+    generation: u32,
+    mut walk: impl FnMut(Registers, &[u8]) -> W,
+) {
+    for &(position, index) in pending {
         let Some(slot) = slot(index) else { continue };
         // Abandon unanswered requests; a handler mid-write is running and finishes soon.
         if slot
             .state
             .compare_exchange(
-                pack(generation_now, REQUESTED),
-                pack(generation_now, ABANDONED),
+                pack(generation, REQUESTED),
+                pack(generation, ABANDONED),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
@@ -973,43 +1149,47 @@ fn round<W>(
             continue;
         }
         let spin_until = Instant::now() + Duration::from_millis(50);
-        while slot.state.load(Ordering::Acquire) == pack(generation_now, WRITING)
-            && Instant::now() < spin_until
-        {
+        while slot.state.load(Ordering::Acquire) == pack(generation, WRITING) && Instant::now() < spin_until {
             std::thread::yield_now();
         }
-        if is_done(slot, generation_now) {
-            let copied = slot
-                .copied
+        if !is_done(slot, generation) {
+            continue;
+        }
+        let copied = slot
+            .copied
+            .load(Ordering::Relaxed)
+            .min(slot.capacity.load(Ordering::Relaxed));
+        let buffer = slot.buffer.load(Ordering::Relaxed);
+        let stack: &[u8] = if buffer == 0 || copied == 0 {
+            &[]
+        } else {
+            // SAFETY: the handler wrote `copied` bytes at `buffer`, inside the arena, which
+            // stays mapped while the dump lock is held; it has finished (DONE).
+            unsafe { std::slice::from_raw_parts(buffer as *const u8, copied) }
+        };
+        let pause = Duration::from_nanos(
+            slot.left_ns
                 .load(Ordering::Relaxed)
-                .min(slot.capacity.load(Ordering::Relaxed));
-            let buffer = slot.buffer.load(Ordering::Relaxed);
-            let stack: &[u8] = if buffer == 0 || copied == 0 {
-                &[]
-            } else {
-                // SAFETY: the handler wrote `copied` bytes at `buffer`, inside the arena, which
-                // stays mapped while the dump lock is held; it has finished (DONE).
-                unsafe { std::slice::from_raw_parts(buffer as *const u8, copied) }
-            };
-            let pause = Duration::from_nanos(
-                slot.left_ns
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(slot.entered_ns.load(Ordering::Relaxed)),
-            );
-            let regs = Registers {
+                .saturating_sub(slot.entered_ns.load(Ordering::Relaxed)),
+        );
+        let context = Context {
+            regs: Registers {
                 pc: slot.pc.load(Ordering::Relaxed),
                 sp: slot.sp.load(Ordering::Relaxed),
                 fp: slot.fp.load(Ordering::Relaxed),
                 lr: slot.lr.load(Ordering::Relaxed),
-            };
-            results[position].1 = Outcome::Captured {
-                walked: walk(regs, stack),
-                pause,
-            };
-            slot.state.store(FREE, Ordering::Release);
-        }
+            },
+            mask: slot.mask.load(Ordering::Relaxed),
+            syscall_reg: slot.syscall_reg.load(Ordering::Relaxed),
+            args: std::array::from_fn(|i| slot.args[i].load(Ordering::Relaxed)),
+        };
+        results[position].1 = Outcome::Captured {
+            walked: walk(context.regs, stack),
+            pause,
+            context,
+        };
+        slot.state.store(FREE, Ordering::Release);
     }
-    results
 }
 
 fn is_done(slot: &Slot, generation: u32) -> bool {
