@@ -32,7 +32,8 @@ pub(crate) fn is_known(bare: &str) -> bool {
 
 /// Numbers that are the same unusable signal on every Unix target: SIGILL, SIGTRAP, SIGFPE,
 /// SIGKILL, SIGSEGV (raised by faults, or uncatchable).
-const UNUSABLE_EVERYWHERE: [(u64, &str); 5] = [(4, "ILL"), (5, "TRAP"), (8, "FPE"), (9, "KILL"), (11, "SEGV")];
+const UNUSABLE_EVERYWHERE: [(u64, &str); 5] =
+    [(4, "ILL"), (5, "TRAP"), (8, "FPE"), (9, "KILL"), (11, "SEGV")];
 
 /// Whether a signal number is plausible on some target (1 to 64) and not one that is unusable
 /// on every target.
@@ -81,7 +82,10 @@ mod tests {
         assert!(check_number(1).is_ok() && check_number(10).is_ok() && check_number(64).is_ok());
         assert!(check_number(0).is_err() && check_number(65).is_err());
         for unusable in [4, 5, 8, 9, 11] {
-            assert!(check_number(unusable).unwrap_err().contains("on every target"), "{unusable}");
+            assert!(
+                check_number(unusable).unwrap_err().contains("on every target"),
+                "{unusable}"
+            );
         }
     }
 }
