@@ -15,6 +15,17 @@ use crate::logging::mlog;
 use crate::stderr_tee::StderrSink;
 use crate::{protocol, session, sys};
 
+/// Whether a client of uid `peer_uid` may be served by a process of effective uid `euid`:
+/// the same user, or root.
+fn may_connect(peer_uid: u32, euid: u32) -> bool {
+    peer_uid == euid || peer_uid == 0
+}
+
+/// Whether another session fits beside `open` ones.
+fn has_room(open: usize, max: usize) -> bool {
+    open < max
+}
+
 impl Server {
     /// Checks who connected and starts a session, or refuses with one line and EOF.
     pub(crate) fn admit(self: &Arc<Self>, stream: UnixStream) {
@@ -46,7 +57,7 @@ impl Server {
         };
         let pid = peer.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
         let euid = nix::unistd::geteuid().as_raw();
-        if peer.uid != euid && peer.uid != 0 {
+        if !may_connect(peer.uid, euid) {
             mlog!(
                 "Refused connection on fd:{fd} from PID:{pid} UID:{} GID:{}: not EUID:{euid} or ROOT",
                 peer.uid,
@@ -58,7 +69,7 @@ impl Server {
         let machine = Arc::new(AtomicBool::new(false));
         let id = {
             let mut sessions = lock(&self.sessions);
-            if sessions.open.len() >= self.config.max_sessions {
+            if !has_room(sessions.open.len(), self.config.max_sessions) {
                 drop(sessions);
                 mlog!(
                     "Refused connection on fd:{fd} from PID:{pid}: {} sessions already open",
@@ -120,5 +131,28 @@ impl Server {
             }
             self.forget(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal a test can only reach as root with a second user, decided here for any uid.
+    #[test]
+    fn only_the_same_user_and_root_get_in() {
+        assert!(may_connect(1000, 1000));
+        assert!(may_connect(0, 1000), "root may attach to anyone's");
+        assert!(!may_connect(1001, 1000));
+        assert!(!may_connect(1000, 0), "a user may not attach to root's");
+        assert!(may_connect(0, 0));
+    }
+
+    #[test]
+    fn the_session_limit_counts_the_open_ones() {
+        assert!(has_room(0, 1));
+        assert!(!has_room(1, 1));
+        assert!(has_room(31, 32));
+        assert!(!has_room(40, 32));
     }
 }
