@@ -84,15 +84,7 @@ fn a_fork_during_an_open_session_does_not_keep_that_session_open() {
     let child = child_of(&mut app, "fork-child");
     // The child holds no copy of any of manhole's sockets (the test app has no others) once its
     // fork handler has run (the parent reports the child's pid as soon as fork returns there).
-    let sockets = || {
-        std::fs::read_dir(format!("/proc/{child}/fd"))
-            .map(|dir| {
-                dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
-                    .count()
-            })
-            .unwrap_or(usize::MAX)
-    };
+    let sockets = || sockets_of(child);
     assert!(
         wait_until(PATIENCE, || sockets() == 0),
         "the child closed its copies of manhole's sockets: {} left",

@@ -119,16 +119,7 @@ fn block_everything() {
 /// A C thread, no alternate signal stack, parked with about 4 KiB of stack left.
 fn short_stack() {
     extern "C" fn thread(_: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: pthread_getattr_np on the calling thread fills `attr`, destroyed after use.
-        let low = unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
-            let mut addr: *mut libc::c_void = std::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-            libc::pthread_attr_destroy(&mut attr);
-            addr as usize
-        };
+        let (low, _) = own_stack();
         let left_kib: usize = std::env::var("STACK_HOST_LEFT_KIB")
             .ok()
             .and_then(|k| k.parse().ok())
@@ -459,9 +450,10 @@ fn seccomp_thread(filter: bool) {
 }
 
 /// This thread's id and stack (`lo-hi`, from pthread_getattr_np), as `name:tid:lo:hi`.
-fn describe_self(name: &str) -> String {
+/// The calling thread's stack: its lowest address and its size.
+fn own_stack() -> (usize, usize) {
     // SAFETY: pthread_getattr_np on the calling thread fills `attr`, destroyed after use.
-    let (low, size) = unsafe {
+    unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
         let mut addr: *mut libc::c_void = std::ptr::null_mut();
@@ -469,7 +461,11 @@ fn describe_self(name: &str) -> String {
         libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
         libc::pthread_attr_destroy(&mut attr);
         (addr as usize, size)
-    };
+    }
+}
+
+fn describe_self(name: &str) -> String {
+    let (low, size) = own_stack();
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
     format!("{name}:{tid}:{low:#x}:{:#x}", low + size)

@@ -185,15 +185,16 @@ pub(crate) fn not_run_for(
 impl ThreadRecord {
     /// A thread that was not signalled, or did not answer: what was read before.
     pub(crate) fn from_before(before: &Before) -> ThreadRecord {
+        let from_proc = |pc, sp| Regs {
+            pc,
+            sp,
+            fp: None,
+            lr: None,
+            from: Source::Proc,
+        };
         let (regs, syscall) = match before.syscall {
             Some(ProcSyscall::In { number, args, sp, pc }) => (
-                Some(Regs {
-                    pc,
-                    sp,
-                    fp: None,
-                    lr: None,
-                    from: Source::Proc,
-                }),
+                Some(from_proc(pc, sp)),
                 Some(Syscall {
                     number: Some(number),
                     args: args.map(Some),
@@ -201,16 +202,7 @@ impl ThreadRecord {
                     from: Source::Proc,
                 }),
             ),
-            Some(ProcSyscall::Outside { sp, pc }) => (
-                Some(Regs {
-                    pc,
-                    sp,
-                    fp: None,
-                    lr: None,
-                    from: Source::Proc,
-                }),
-                None,
-            ),
+            Some(ProcSyscall::Outside { sp, pc }) => (Some(from_proc(pc, sp)), None),
             Some(ProcSyscall::Running) | None => (None, None),
         };
         ThreadRecord {
