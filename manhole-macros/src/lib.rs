@@ -53,9 +53,11 @@ mod signals;
 /// | `sigmask` | `"all"`, `"none"`, or names joined by `\|` | `sigmask = "TERM\|INT"` |
 /// | `max_sessions` | whole number | `max_sessions = 8` |
 ///
-/// A signal name is checked here; a signal number only for its range (1 to 64), since numbers
-/// differ between systems (10 is `SIGUSR1` on Linux, `SIGBUS` on macOS): `install` refuses a
-/// number that names a signal manhole cannot use, with one line on stderr.
+/// A signal name is checked here. A number is checked here when it is the same signal on every
+/// Unix (1 HUP, 2 INT, 3 QUIT, 4 ILL, 5 TRAP, 8 FPE, 9 KILL, 11 SEGV, 15 TERM) and otherwise
+/// only for its range (1 to 64), since numbers differ between systems (10 is `SIGUSR1` on Linux,
+/// `SIGBUS` on macOS): `install` refuses such a number when it names a signal manhole cannot
+/// use, with one line on stderr.
 ///
 /// ```no_run
 /// #[manhole::main(socket_path = "/tmp/my-service.manhole", verbose = false, idle_timeout = "10m")]

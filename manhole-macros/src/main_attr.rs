@@ -284,13 +284,25 @@ fn signal_value(key: Key, value: &Lit) -> syn::Result<SignalArg> {
             ));
         }
     };
-    if let (Key::ActivateOn | Key::OneshotOn, SignalWritten::Name(name)) = (key, &written) {
-        let bare = name.strip_prefix("SIG").unwrap_or(name);
+    // By name, or by a number that is the same shutdown signal on every target.
+    let (named, shown) = match &written {
+        SignalWritten::Name(name) => (Some(name.clone()), name.clone()),
+        SignalWritten::Number(number) => (
+            number
+                .base10_parse()
+                .ok()
+                .and_then(signals::same_everywhere)
+                .map(|bare| format!("SIG{bare}")),
+            number.base10_digits().to_owned(),
+        ),
+    };
+    if let (Key::ActivateOn | Key::OneshotOn, Some(name)) = (key, named) {
+        let bare = name.strip_prefix("SIG").unwrap_or(&name);
         if SHUTDOWN_SIGNALS.contains(&bare) {
             return Err(syn::Error::new(
                 value.span(),
                 format!(
-                    "`{key}` cannot take {name}: it must keep ending the process; use USR1, USR2 or RTMIN+N"
+                    "`{key}` cannot take {shown}: it must keep ending the process; use USR1, USR2 or RTMIN+N"
                 ),
             ));
         }

@@ -35,6 +35,17 @@ pub(crate) fn is_known(bare: &str) -> bool {
 const UNUSABLE_EVERYWHERE: [(u64, &str); 5] =
     [(4, "ILL"), (5, "TRAP"), (8, "FPE"), (9, "KILL"), (11, "SEGV")];
 
+/// The name of a number that is the same signal on every Unix target (the historical numbers
+/// POSIX systems share), without `SIG`.
+pub(crate) fn same_everywhere(number: u64) -> Option<&'static str> {
+    let shared = [(1, "HUP"), (2, "INT"), (3, "QUIT"), (15, "TERM")];
+    shared
+        .iter()
+        .chain(&UNUSABLE_EVERYWHERE)
+        .find(|(n, _)| *n == number)
+        .map(|(_, name)| *name)
+}
+
 /// Whether a signal number is plausible on some target (1 to 64) and not one that is unusable
 /// on every target.
 pub(crate) fn check_number(number: u64) -> Result<(), String> {
@@ -81,6 +92,8 @@ mod tests {
     fn numbers() {
         assert!(check_number(1).is_ok() && check_number(10).is_ok() && check_number(64).is_ok());
         assert!(check_number(0).is_err() && check_number(65).is_err());
+        assert_eq!(same_everywhere(15), Some("TERM"));
+        assert_eq!(same_everywhere(10), None, "USR1 on Linux, BUS on macOS");
         for unusable in [4, 5, 8, 9, 11] {
             assert!(
                 check_number(unusable).unwrap_err().contains("on every target"),

@@ -17,5 +17,8 @@ fn e() {}
 #[manhole::main(oneshot_on = "TERM")]
 fn f() {}
 
+#[manhole::main(activate_on = 15)]
+fn g() {}
+
 #[manhole::main(activate_on = "USR1", oneshot_on = "SIGUSR1")]
 fn main() {}
