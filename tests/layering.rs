@@ -7,7 +7,9 @@
 //! - a use the table does not allow (the knot growing back),
 //! - a cycle in the table itself (the layering must stay a DAG),
 //! - a module in the tree the table does not list, or one it lists that is gone,
-//! - a `crate::` path it cannot resolve to a module (so the check cannot be sidestepped).
+//! - a `crate::` path it cannot resolve to a module, a glob of the crate root, the root under
+//!   another name, or a `#[path]` module (so the check cannot be sidestepped); `super::` chains
+//!   that climb to the root and spaces or line breaks around `::` are seen through.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -126,6 +128,95 @@ fn is_char_literal(rest: &str) -> bool {
     )
 }
 
+/// How deep a file's module is below the crate root: `a.rs` and `a/mod.rs` 1, `a/b.rs` 2.
+fn depth_of(src: &Path, file: &Path) -> usize {
+    let parts: Vec<_> = file
+        .strip_prefix(src)
+        .expect("a file under src")
+        .components()
+        .collect();
+    parts.len() - usize::from(parts.last().is_some_and(|p| p.as_os_str() == "mod.rs"))
+}
+
+/// `code` with the spaces around `::` gone, and every `super::` chain that climbs to the crate
+/// root (from a file `depth` deep, counting the inline `mod x { … }` it sits in) written as
+/// `crate::`, so that [`crate_paths`] sees those uses too.
+fn rooted(code: &str, depth: usize) -> String {
+    let mut tight = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("::") {
+        tight.push_str(rest[..at].trim_end());
+        tight.push_str("::");
+        rest = rest[at + 2..].trim_start();
+    }
+    tight.push_str(rest);
+
+    let mut out = String::with_capacity(tight.len());
+    let mut braces = 0usize;
+    let mut inline_mods: Vec<usize> = Vec::new();
+    let mut i = 0;
+    let bytes = tight.as_bytes();
+    while i < bytes.len() {
+        let rest = &tight[i..];
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if boundary && rest.starts_with("super::") {
+            let mut chain = 0usize;
+            let mut j = i;
+            while tight[j..].starts_with("super::") {
+                chain += 1;
+                j += "super::".len();
+            }
+            let up = chain.saturating_sub(inline_mods.len());
+            if up >= depth && depth > 0 {
+                out.push_str("crate::");
+            } else {
+                out.push_str(&tight[i..j]);
+            }
+            i = j;
+            continue;
+        }
+        if boundary && rest.starts_with("mod ") {
+            let after = rest["mod ".len()..].trim_start();
+            let name_len = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if name_len > 0 && after[name_len..].trim_start().starts_with('{') {
+                inline_mods.push(braces);
+            }
+        }
+        match bytes[i] {
+            b'{' => braces += 1,
+            b'}' => {
+                braces = braces.saturating_sub(1);
+                if inline_mods.last() == Some(&braces) {
+                    inline_mods.pop();
+                }
+            }
+            _ => {}
+        }
+        let c = rest.chars().next().expect("not at the end");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// Ways of naming the crate that hide which module is used: a glob of the root, the crate
+/// under another name, a file included from elsewhere.
+fn evasions(code: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if code.contains("crate::*") {
+        found.push("a glob import of the crate root (crate::*)");
+    }
+    if code.contains("use crate as") || code.contains("use crate;") || code.contains("crate::{self") {
+        found.push("the crate root imported under a name");
+    }
+    if code.contains("#[path") {
+        found.push("a #[path] module (counted where it is declared, not where it sits)");
+    }
+    found
+}
+
 /// The first path segment after each `crate::` (and `$crate::`), with `use crate::{a, b::c}`
 /// giving `a` and `b`.
 fn crate_paths(code: &str) -> Vec<String> {
@@ -228,7 +319,15 @@ fn uses(src: &Path) -> (Vec<Edge>, Vec<String>, BTreeSet<String>) {
     let mut unresolved = Vec::new();
     for file in &files {
         let module = module_of(src, file);
-        let code = code_only(&std::fs::read_to_string(file).expect("readable file"));
+        let code = rooted(
+            &code_only(&std::fs::read_to_string(file).expect("readable file")),
+            depth_of(src, file),
+        );
+        if module != "lib" {
+            for evasion in evasions(&code) {
+                unresolved.push(format!("{}: {evasion}", file.display()));
+            }
+        }
         for first in crate_paths(&code) {
             let target = if modules.contains(&first) {
                 first.clone()
@@ -366,6 +465,26 @@ fn the_check_catches_back_edges() {
             .filter(|(from, to, _)| from != to)
             .collect();
         assert!(!violations(&table, &edges).is_empty(), "{module}: {source}");
+    }
+    // Spaces, line breaks and `super::` chains that climb to the root are seen through; a
+    // `super::` inside the file's own inline module is not a use of anything else.
+    let sneaky = [
+        (1, "use super::install::Handle;"),
+        (1, "use crate :: server :: Server;"),
+        (1, "fn f() -> Option<crate\n    ::install::Handle> { None }"),
+        (2, "use super::super::server::Server;"),
+    ];
+    for (depth, source) in sneaky {
+        let firsts = crate_paths(&rooted(&code_only(source), depth));
+        assert!(
+            firsts.iter().any(|f| f == "install" || f == "server"),
+            "{source}: {firsts:?}"
+        );
+    }
+    let own = rooted("mod tests { use super::*; fn f() { super::helper(); } }", 1);
+    assert!(crate_paths(&own).is_empty(), "{own}");
+    for source in ["use crate::*;", "use crate as root;", "#[path = \"x.rs\"] mod x;"] {
+        assert!(!evasions(source).is_empty(), "{source}");
     }
     let quiet = code_only("// use crate::server::Server;\nconst S: &str = \"crate::server\";\n");
     assert!(crate_paths(&quiet).is_empty(), "{quiet}");
