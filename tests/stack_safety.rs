@@ -144,6 +144,36 @@ fn a_dump_under_an_address_space_limit_degrades_instead_of_aborting() {
     );
 }
 
+/// Just enough address space left for a thread's stack, and not for what comes with it (its
+/// signal stack, the next allocations): a session thread used to take the last of it, and the
+/// host aborted ("memory allocation of 41 bytes failed", or std's "failed to allocate an
+/// alternative stack" as the thread started). Now the client is refused and the host goes on.
+#[test]
+fn a_session_that_would_exhaust_the_address_space_is_refused_instead() {
+    for extra_kib in [0, 4, 8, 12, 16, 24, 48, 128] {
+        let room = (2 << 20) + extra_kib * 1024;
+        let mut app = App::start(
+            Command::new(env!("CARGO_BIN_EXE_manhole-stack-host"))
+                .arg("rlimit")
+                .env("STACK_HOST_ROOM", room.to_string()),
+        )
+        .unwrap_or_else(|line| panic!("stack host did not start: {line}"));
+        let mut client = Client::connect(&app.socket);
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        // A refused client's quit may find the socket closed already.
+        let _ = std::io::Write::write_all(&mut client.stream, b"quit\n");
+        let first = client.read_to_end();
+        assert!(
+            first.starts_with("manhole: cannot start a session now") || first.contains("ProcessID="),
+            "room {room}: {first:?}"
+        );
+        assert_unharmed(&mut app);
+    }
+}
+
 #[test]
 fn children_forked_during_dumps_can_dump_their_own_stacks() {
     let mut app = host("fork-dump");

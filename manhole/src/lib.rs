@@ -129,6 +129,7 @@ mod fdguard;
 mod forklock;
 #[cfg(test)]
 mod fuzz;
+mod headroom;
 mod install;
 mod json;
 mod logging;
@@ -142,6 +143,7 @@ mod session;
 mod session_thread;
 mod signal;
 mod socket_file;
+mod spawn;
 mod stacks;
 mod stderr_tee;
 mod sys;

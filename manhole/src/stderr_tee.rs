@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::fdguard::Registered;
 use crate::logging::mlog;
-use crate::sys::{self, Spawner};
+use crate::spawn::Spawner;
+use crate::sys;
 
 /// The original fd 2 while the tee is on (for forked children), or -1.
 static ORIGINAL: AtomicI32 = AtomicI32::new(-1);

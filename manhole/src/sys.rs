@@ -232,30 +232,6 @@ pub(crate) fn with_signals_blocked<R>(set: &SignalSet, f: impl FnOnce() -> R) ->
     result
 }
 
-/// Starts manhole's named threads, each blocking `mask` (the program's signals) from its first
-/// instruction, so none of them can take a signal the program waits for.
-#[derive(Clone)]
-pub(crate) struct Spawner {
-    mask: SignalSet,
-}
-
-impl Spawner {
-    pub(crate) fn new(mask: SignalSet) -> Spawner {
-        Spawner { mask }
-    }
-
-    /// Spawns a thread named `name` running `body`.
-    pub(crate) fn spawn(
-        &self,
-        name: &str,
-        body: impl FnOnce() + Send + 'static,
-    ) -> io::Result<std::thread::JoinHandle<()>> {
-        with_signals_blocked(&self.mask, || {
-            std::thread::Builder::new().name(name.to_owned()).spawn(body)
-        })
-    }
-}
-
 /// Runs `f` with exactly `set` as the calling thread's mask, then puts the thread's own mask
 /// back: how manhole's threads (which block the program's signals) run the program's code.
 pub(crate) fn with_mask<R>(set: &SignalSet, f: impl FnOnce() -> R) -> R {

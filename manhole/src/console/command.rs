@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use super::reply::Outcome;
 use crate::registry::Local;
-use crate::sys::{PeerCred, SignalSet, Spawner};
+use crate::spawn::Spawner;
+use crate::sys::{PeerCred, SignalSet};
 
 /// One console command: its documentation (from which `help` and the CLI's completion are
 /// made) and the function that runs it. Each command family is a module of `console` ending

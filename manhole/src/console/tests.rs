@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::registry::Local;
-use crate::sys::{PeerCred, SignalSet, Spawner};
+use crate::spawn::Spawner;
+use crate::sys::{PeerCred, SignalSet};
 use crate::text::{human_duration, matches_pattern, quoted, split_words};
 
 /// A running manhole as a command sees it, without a socket or a thread.

@@ -22,8 +22,9 @@ use crate::logging::mlog;
 use crate::options::{Mode, Options, Validated};
 use crate::registry::Local;
 use crate::socket_file::{self, SocketFile};
+use crate::spawn::Spawner;
 use crate::stderr_tee::Tee;
-use crate::sys::{self, PeerCred, SignalSet, Spawner};
+use crate::sys::{self, PeerCred, SignalSet};
 use crate::trigger::Trigger;
 
 /// The settings a running manhole keeps from its [`Options`].

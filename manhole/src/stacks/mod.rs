@@ -23,7 +23,6 @@ use crate::sys;
 use crate::text;
 
 #[cfg(target_os = "linux")]
-mod headroom;
 pub(crate) mod names;
 pub(crate) mod record;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]

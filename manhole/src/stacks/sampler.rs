@@ -936,7 +936,7 @@ impl Arena {
 
 /// Whether the memory stack copies of `threads` threads may take can be had.
 fn headroom_for(threads: usize) -> bool {
-    super::headroom::check(threads.saturating_mul(32 * 1024) + (1 << 20)).is_ok()
+    crate::headroom::check(threads.saturating_mul(32 * 1024) + (1 << 20)).is_ok()
 }
 
 /// Captures every thread in `tids` (the caller's own thread must not be among them, nor any

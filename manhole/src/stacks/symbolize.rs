@@ -157,7 +157,7 @@ pub(crate) fn resolve_all_noting(
 /// Whether there is memory to load the debug info for `addresses`.
 #[cfg(target_os = "linux")]
 fn room_for(addresses: &[usize]) -> Result<(), String> {
-    super::headroom::for_symbols(addresses)
+    crate::headroom::for_symbols(addresses)
 }
 
 #[cfg(not(target_os = "linux"))]

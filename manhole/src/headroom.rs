@@ -1,4 +1,5 @@
-//! Whether the process has room for what a dump is about to allocate.
+//! Whether the process has room for what manhole is about to allocate: a dump's debug info
+//! and stack copies, a new thread's stack.
 //!
 //! An allocation that fails aborts a Rust program, so a dump never *tries* its luck: before
 //! loading debug info (tens of MiB for a large program) or copying stacks, it checks the two
