@@ -287,7 +287,11 @@ fn syscall_seen(
             from: Source::Handler,
         });
     }
-    if !(after && (-4095..0).contains(&result)) {
+    // Interrupted: EINTR, or one of the kernel's restart codes; any other error (EAGAIN from a
+    // non-blocking read the thread just made) is a call that returned, unless /proc saw the
+    // thread inside a call at this very pc.
+    let interrupted = result == -(libc::EINTR as isize) || (-516..=-512).contains(&result);
+    if !(after && (-4095..0).contains(&result) && (interrupted || from_proc.is_some())) {
         return None; // in user code, or just back from a call that returned
     }
     let mut args = context.args.map(Some);
@@ -385,6 +389,15 @@ mod tests {
         // Just back from a read that returned 5 bytes.
         assert_eq!(
             syscall_seen(&context(PC, 5, args), Some([0x0f, 0x05, 0x48, 0x3d]), None),
+            None
+        );
+        // Just back from a non-blocking read that failed with EAGAIN: returned, not interrupted.
+        assert_eq!(
+            syscall_seen(
+                &context(PC, -(libc::EAGAIN as libc::c_long), args),
+                Some([0x0f, 0x05, 0x48, 0x3d]),
+                None
+            ),
             None
         );
         // Nothing to tell by: no code bytes, no /proc line.

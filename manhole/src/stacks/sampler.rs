@@ -295,7 +295,17 @@ pub(crate) fn task_clock_offsets() -> Vec<Option<i64>> {
         }
     }
     // SAFETY: `original` is the mask read above.
-    unsafe { libc::sched_setaffinity(0, size, &original) };
+    if unsafe { libc::sched_setaffinity(0, size, &original) } != 0 {
+        // The CPUs allowed changed meanwhile (a cpuset): take the main thread's set, which
+        // follows them, rather than stay pinned to the last CPU visited.
+        // SAFETY: `now` is a valid, writable cpu_set_t of `size` bytes; then as above.
+        unsafe {
+            let mut now: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(libc::getpid(), size, &mut now) == 0 {
+                libc::sched_setaffinity(0, size, &now);
+            }
+        }
+    }
     offsets
 }
 
