@@ -16,6 +16,12 @@ use crate::sys::{self, SignalSet};
 /// program and for what the thread allocates.
 const THREAD_ROOM: usize = (2 << 20) + (16 << 20);
 
+/// Whether the process has room for one more thread now; an error of kind `OutOfMemory` says
+/// why not. For the threads started without a [`Spawner`] (the dump's own helpers).
+pub(crate) fn room_for_a_thread() -> io::Result<()> {
+    crate::headroom::check(THREAD_ROOM).map_err(|why| io::Error::new(io::ErrorKind::OutOfMemory, why))
+}
+
 /// Starts manhole's named threads, each blocking `mask` (the program's signals) from its first
 /// instruction, so none of them can take a signal the program waits for.
 #[derive(Clone)]
@@ -35,7 +41,7 @@ impl Spawner {
         name: &str,
         body: impl FnOnce() + Send + 'static,
     ) -> io::Result<std::thread::JoinHandle<()>> {
-        crate::headroom::check(THREAD_ROOM).map_err(|why| io::Error::new(io::ErrorKind::OutOfMemory, why))?;
+        room_for_a_thread()?;
         sys::with_signals_blocked(&self.mask, || {
             std::thread::Builder::new().name(name.to_owned()).spawn(body)
         })

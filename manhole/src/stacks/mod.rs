@@ -142,32 +142,34 @@ pub(crate) fn release_later() {
         return;
     }
     let mask = sys::SignalSet::all_but_faults(stack_signal());
-    let spawned = sys::with_signals_blocked(&mask, || {
-        std::thread::Builder::new()
-            .name("manhole-release".into())
-            .spawn(|| {
-                loop {
-                    let last = LAST_LONE_DUMP.load(Ordering::Acquire);
-                    let due = last + LONE_DUMP_GRACE.as_millis() as u64;
-                    let now = monotonic_ms();
-                    if now < due {
-                        std::thread::sleep(Duration::from_millis(due - now));
-                        continue;
-                    }
-                    // Let a dump that starts from now on start a new wait.
-                    RELEASE_PENDING.store(false, Ordering::Release);
-                    if LAST_LONE_DUMP.load(Ordering::Acquire) != last {
-                        if RELEASE_PENDING.swap(true, Ordering::AcqRel) {
-                            return;
+    let spawned = crate::spawn::room_for_a_thread().and_then(|()| {
+        sys::with_signals_blocked(&mask, || {
+            std::thread::Builder::new()
+                .name("manhole-release".into())
+                .spawn(|| {
+                    loop {
+                        let last = LAST_LONE_DUMP.load(Ordering::Acquire);
+                        let due = last + LONE_DUMP_GRACE.as_millis() as u64;
+                        let now = monotonic_ms();
+                        if now < due {
+                            std::thread::sleep(Duration::from_millis(due - now));
+                            continue;
                         }
-                        continue;
+                        // Let a dump that starts from now on start a new wait.
+                        RELEASE_PENDING.store(false, Ordering::Release);
+                        if LAST_LONE_DUMP.load(Ordering::Acquire) != last {
+                            if RELEASE_PENDING.swap(true, Ordering::AcqRel) {
+                                return;
+                            }
+                            continue;
+                        }
+                        if IN_USE.load(Ordering::Acquire) == 0 {
+                            release_caches();
+                        }
+                        return;
                     }
-                    if IN_USE.load(Ordering::Acquire) == 0 {
-                        release_caches();
-                    }
-                    return;
-                }
-            })
+                })
+        })
     });
     if spawned.is_err() {
         RELEASE_PENDING.store(false, Ordering::Release);
@@ -596,10 +598,12 @@ fn read_statuses(
     // Like every manhole thread, the helper never takes a signal meant for the application.
     let mask = sys::SignalSet::all_but_faults(None);
     std::thread::scope(|scope| {
-        let helper = sys::with_signals_blocked(&mask, || {
-            std::thread::Builder::new()
-                .name("manhole-dump".into())
-                .spawn_scoped(scope, || read(second))
+        let helper = crate::spawn::room_for_a_thread().and_then(|()| {
+            sys::with_signals_blocked(&mask, || {
+                std::thread::Builder::new()
+                    .name("manhole-dump".into())
+                    .spawn_scoped(scope, || read(second))
+            })
         });
         let mut all = read(first);
         match helper.map(|h| h.join()) {
