@@ -188,7 +188,7 @@ impl Tee {
         sink: &Weak<dyn StderrSink>,
     ) -> io::Result<(Arc<Pump>, Registered<OwnedFd>)> {
         let (reader, writer) = sys::pipe_cloexec()?;
-        // Registered, so a forked child closes its copies (see the `fork` module).
+        // Registered, so a forked child closes its copies (see the `fdguard` module).
         let (reader, writer) = (Registered::new(reader), Registered::new(writer));
         let pump = Arc::new(Pump {
             state: Mutex::new(PumpState {

@@ -1,10 +1,12 @@
 //! The console: every command, its documentation, and its result in two forms, text for people
 //! (socat, nc) and one JSON document for programs (machine mode).
 //!
-//! Every command is one row of [`COMMANDS`]; `help` is generated from that table, so a command
-//! cannot exist without its documentation. Commands return a [`Reply`] and never touch the
-//! socket themselves (except to notice a client leaving during a long `call`), so each is
-//! tested here without one.
+//! Every command is one row of its family's `COMMANDS` table (a module of this directory, named
+//! on the `families!` line); `help` is generated from the tables, so a command cannot exist
+//! without its documentation. Commands reach the running manhole only through
+//! [`Context::host`](command::Context) (the [`Host`] trait, implemented by the server and by a
+//! fake in the tests), return a [`Reply`] and never touch the socket themselves (except to
+//! notice a client leaving during a long `call`), so each is tested here without one.
 
 mod command;
 mod reply;

@@ -1,5 +1,7 @@
-//! A running manhole: the listener thread `manhole`, the admission of each client (peer
-//! credentials, session limit) and the registry of open sessions, one `manhole-session` thread each.
+//! A running manhole: the listener thread `manhole` (`accept.rs`, or `dormant.rs` for the modes
+//! that wait for a trigger), the admission of each client (`admission.rs`: peer credentials,
+//! session limit) and the table of open sessions (`sessions.rs`), one `manhole-session` thread
+//! each. The server is the console's [`Host`] and the stderr tee's sink.
 
 mod accept;
 mod admission;
