@@ -235,6 +235,24 @@ fn stacks_filters_by_name_and_tid() {
 }
 
 #[test]
+fn standard_library_paths_are_shown_short_and_whole_with_full() {
+    let app = App::serve(&[
+        "--socket",
+        unique_socket("paths").to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    let mut client = Client::connect(&app.socket);
+    let opening = client.opening();
+    assert!(
+        opening.contains("        at std/src/") && !opening.contains("/rustc/"),
+        "{opening}"
+    );
+    let full = client.command("stacks --full worker-*");
+    assert!(full.contains("        at /rustc/"), "{full}");
+}
+
+#[test]
 fn a_long_call_is_abandoned_when_its_client_leaves() {
     let socket = unique_socket("abandon");
     let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-macro-app"));

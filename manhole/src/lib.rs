@@ -28,7 +28,7 @@
 //!    0: __GI___clock_nanosleep
 //!         at ./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48:7
 //!    1: std::thread::functions::sleep
-//!         at /rustc/…/library/std/src/thread/functions.rs:289:5
+//!         at std/src/thread/functions.rs:289:5
 //!    2: app::flush_periodically
 //!         at src/main.rs:48:9
 //!       … 13 runtime frames (thread start) folded; "stacks --full" shows them

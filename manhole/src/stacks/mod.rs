@@ -816,7 +816,7 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
         }
         match &first.stack {
             Stack::Frames(_, cut) => {
-                render_symbols(shown, out);
+                render_symbols(shown, full, out);
                 if folded > 0 {
                     let _ = writeln!(
                         out,
@@ -833,7 +833,7 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
                 wchan,
                 top,
             } => {
-                render_symbols(top, out);
+                render_symbols(top, full, out);
                 let mut facts = vec![why.clone()];
                 match syscall {
                     Some(SyscallState::InSyscall { number, .. }) => {
@@ -953,7 +953,7 @@ fn render_others(others: &[&ThreadReport], out: &mut String) {
     let _ = writeln!(out, "{line}");
 }
 
-fn render_symbols(frames: &[Frame], out: &mut String) {
+fn render_symbols(frames: &[Frame], full: bool, out: &mut String) {
     for (index, symbol) in frames.iter().flat_map(|f| f.iter()).enumerate() {
         let _ = writeln!(
             out,
@@ -961,16 +961,48 @@ fn render_symbols(frames: &[Frame], out: &mut String) {
             text::escape_controls(symbol.name.as_deref().unwrap_or("<unknown>"))
         );
         if let (Some(file), Some(line)) = (&symbol.file, symbol.line) {
+            let path = file.to_string_lossy();
+            let shown = if full { &path[..] } else { short_path(&path) };
+            let shown = text::escape_controls(shown);
             match symbol.column {
                 Some(column) => {
-                    let _ = writeln!(out, "        at {}:{line}:{column}", file.display());
+                    let _ = writeln!(out, "        at {shown}:{line}:{column}");
                 }
                 None => {
-                    let _ = writeln!(out, "        at {}:{line}", file.display());
+                    let _ = writeln!(out, "        at {shown}:{line}");
                 }
             }
         }
     }
+}
+
+/// A source path as a reader wants it: the standard library's from its crate on
+/// (`/rustc/<hash>/library/std/src/io/mod.rs` → `std/src/io/mod.rs`, also from a rust-src
+/// install), a dependency's from its `name-version` directory on
+/// (`~/.cargo/registry/src/index.crates.io-…/nix-0.32.0/src/poll.rs` → `nix-0.32.0/src/poll.rs`,
+/// and a git checkout's from its repository's name). The program's own paths stay whole.
+fn short_path(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/rustc/")
+        && let Some(at) = rest.find("/library/")
+    {
+        return &rest[at + "/library/".len()..];
+    }
+    if let Some(at) = path.find("/lib/rustlib/src/rust/library/") {
+        return &path[at + "/lib/rustlib/src/rust/library/".len()..];
+    }
+    for marker in ["/registry/src/", "/git/checkouts/"] {
+        if let Some(at) = path.find(marker) {
+            let rest = &path[at + marker.len()..];
+            // Past the index (or the checkout's revision) directory.
+            let skip = if marker == "/registry/src/" { 1 } else { 2 };
+            let mut parts = rest.splitn(skip + 1, '/');
+            let dropped: usize = parts.by_ref().take(skip).map(|p| p.len() + 1).sum();
+            if parts.next().is_some_and(|tail| !tail.is_empty()) {
+                return &rest[dropped..];
+            }
+        }
+    }
+    path
 }
 
 /// The name of a system call by number, for the calls threads usually wait in.
@@ -1122,5 +1154,36 @@ mod tests {
         assert_eq!(syscall_name(-7), "#-7");
         #[cfg(target_os = "linux")]
         assert_eq!(syscall_name(libc::SYS_futex), "futex");
+    }
+
+    #[test]
+    fn long_library_and_dependency_paths_are_shortened() {
+        let cases = [
+            (
+                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/io/mod.rs",
+                "std/src/io/mod.rs",
+            ),
+            (
+                "/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/lib/rustlib/src/rust/library/core/src/ptr/mod.rs",
+                "core/src/ptr/mod.rs",
+            ),
+            (
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/nix-0.32.0/src/poll.rs",
+                "nix-0.32.0/src/poll.rs",
+            ),
+            (
+                "/home/me/.cargo/git/checkouts/tokio-3a1b2c/9f8e7d6/tokio/src/runtime/park.rs",
+                "tokio/src/runtime/park.rs",
+            ),
+            // The program's own, and anything not recognised, stay whole.
+            ("/work/app/src/main.rs", "/work/app/src/main.rs"),
+            ("/rustc/abc", "/rustc/abc"),
+            ("/x/registry/src/", "/x/registry/src/"),
+            ("/x/registry/src/index-only", "/x/registry/src/index-only"),
+            ("", ""),
+        ];
+        for (path, short) in cases {
+            assert_eq!(short_path(path), short, "{path}");
+        }
     }
 }
