@@ -420,8 +420,9 @@ pub(super) const COMMANDS: &[Command] = &[
                   itself when signalled, pausing for microseconds; threads that cannot answer\n\
                   (signal blocked, stopped, uninterruptible sleep) are shown from /proc.\n\
                   Threads with the same stack are listed together. Runtime frames (thread\n\
-                  start, lang_start) are folded; --full shows them. NAME (with * and ?) or\n\
-                  TID keeps only matching threads.\n\
+                  start, lang_start) and library frames between the program's own are\n\
+                  folded, and std's and dependencies' paths shortened; --full shows all.\n\
+                  NAME (with * and ?) or TID keeps only matching threads.\n\
                   Examples: stacks worker-*   stacks --full 4242",
         group: Group::Look,
         effect: Effect::PausesThreads,

@@ -954,25 +954,118 @@ fn render_others(others: &[&ThreadReport], out: &mut String) {
 }
 
 fn render_symbols(frames: &[Frame], full: bool, out: &mut String) {
-    for (index, symbol) in frames.iter().flat_map(|f| f.iter()).enumerate() {
-        let _ = writeln!(
-            out,
-            "  {index:>2}: {}",
-            text::escape_controls(symbol.name.as_deref().unwrap_or("<unknown>"))
-        );
-        if let (Some(file), Some(line)) = (&symbol.file, symbol.line) {
-            let path = file.to_string_lossy();
-            let shown = if full { &path[..] } else { short_path(&path) };
-            let shown = text::escape_controls(shown);
-            match symbol.column {
-                Some(column) => {
-                    let _ = writeln!(out, "        at {shown}:{line}:{column}");
-                }
-                None => {
-                    let _ = writeln!(out, "        at {shown}:{line}");
-                }
+    let symbols: Vec<&Symbol> = frames.iter().flat_map(|f| f.iter()).collect();
+    let folds = if full { Vec::new() } else { library_runs(&symbols) };
+    let mut index = 0;
+    while index < symbols.len() {
+        if let Some(&(_, end)) = folds.iter().find(|(start, _)| *start == index) {
+            let _ = writeln!(
+                out,
+                "      … {} frames in {}",
+                end - index,
+                text::escape_controls(&libraries_of(&symbols[index..end]))
+            );
+            index = end;
+            continue;
+        }
+        render_symbol(index, symbols[index], full, out);
+        index += 1;
+    }
+}
+
+fn render_symbol(index: usize, symbol: &Symbol, full: bool, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "  {index:>2}: {}",
+        text::escape_controls(symbol.name.as_deref().unwrap_or("<unknown>"))
+    );
+    if let (Some(file), Some(line)) = (&symbol.file, symbol.line) {
+        let path = file.to_string_lossy();
+        let shown = if full { &path[..] } else { short_path(&path) };
+        let shown = text::escape_controls(shown);
+        match symbol.column {
+            Some(column) => {
+                let _ = writeln!(out, "        at {shown}:{line}:{column}");
+            }
+            None => {
+                let _ = writeln!(out, "        at {shown}:{line}");
             }
         }
+    }
+}
+
+/// Whether a symbol is the program's own code: its source is known and is neither the
+/// standard library's, a dependency's (see [`short_path`]) nor the C library's (`./…` paths
+/// of glibc's build).
+fn is_programs(symbol: &Symbol) -> bool {
+    symbol.file.as_deref().is_some_and(|file| {
+        let path = file.to_string_lossy();
+        short_path(&path) == path && !path.starts_with("./") && !path.starts_with("../")
+    })
+}
+
+/// Where a symbol's source is known at all (a stripped binary knows none: nothing is folded).
+fn has_source(symbol: &Symbol) -> bool {
+    symbol.file.is_some()
+}
+
+/// The runs of two or more library symbols that lie between two of the program's own, as
+/// `(start, end)` indexes: what the program called through, folded so its own frames stand out.
+/// The innermost frames (where the thread waits) and everything outside the program's outermost
+/// frame are kept.
+fn library_runs(symbols: &[&Symbol]) -> Vec<(usize, usize)> {
+    let own: Vec<usize> = (0..symbols.len()).filter(|&i| is_programs(symbols[i])).collect();
+    let mut runs = Vec::new();
+    for pair in own.windows(2) {
+        let (start, end) = (pair[0] + 1, pair[1]);
+        if end - start >= 2 && symbols[start..end].iter().all(|s| has_source(s)) {
+            runs.push((start, end));
+        }
+    }
+    runs
+}
+
+/// What a folded run passes through: its crates (the first segment of each symbol's path, in
+/// order of appearance), or `crate::module` when it is one crate and most of it one module.
+fn libraries_of(symbols: &[&Symbol]) -> String {
+    let paths: Vec<Vec<&str>> = symbols
+        .iter()
+        .filter_map(|s| s.name.as_deref())
+        .map(|name| {
+            // `<std::io::Lines<B> as Iterator>::next` is std's; so is `std::io::read`.
+            let plain = name
+                .trim_start_matches(['<', '&', '*'])
+                .trim_start_matches("mut ");
+            plain
+                .split("::")
+                .map(|segment| segment.split(['<', ' ', '>']).next().unwrap_or(""))
+                .take(2)
+                .collect()
+        })
+        .collect();
+    let mut crates: Vec<&str> = Vec::new();
+    for path in &paths {
+        if let Some(first) = path.first().filter(|c| !c.is_empty())
+            && !crates.contains(first)
+        {
+            crates.push(first);
+        }
+    }
+    match crates.as_slice() {
+        [] => "the libraries".to_owned(),
+        [one] => {
+            // The module most of the run is in, when one is.
+            let modules: Vec<&str> = paths.iter().filter_map(|p| p.get(1).copied()).collect();
+            let most = modules
+                .iter()
+                .max_by_key(|m| modules.iter().filter(|n| n == m).count())
+                .filter(|m| !m.is_empty() && 2 * modules.iter().filter(|n| n == m).count() > paths.len());
+            match most {
+                Some(module) => format!("{one}::{module}"),
+                None => (*one).to_owned(),
+            }
+        }
+        many => many.join(", "),
     }
 }
 
@@ -1185,5 +1278,63 @@ mod tests {
         for (path, short) in cases {
             assert_eq!(short_path(path), short, "{path}");
         }
+    }
+
+    fn at(name: &str, file: &str) -> Symbol {
+        Symbol {
+            name: Some(name.to_owned()),
+            file: Some(file.into()),
+            line: Some(1),
+            column: None,
+        }
+    }
+
+    #[test]
+    fn library_frames_between_the_programs_own_are_folded() {
+        let std_io = "/rustc/0123/library/std/src/io/mod.rs";
+        let symbols = [
+            at("__GI___libc_read", "./io/../sysdeps/unix/sysv/linux/read.c"),
+            at("std::io::read", std_io),
+            at("app::read_config", "/work/app/src/config.rs"),
+            at("std::io::default_read_to_end", std_io),
+            at("<std::fs::File as std::io::Read>::read_to_end", std_io),
+            at("std::io::Read::read_to_string", std_io),
+            at("app::load", "/work/app/src/main.rs"),
+            at(
+                "tokio::runtime::park",
+                "/r/.cargo/registry/src/index-1/tokio-1.0.0/src/park.rs",
+            ),
+            at("app::main", "/work/app/src/main.rs"),
+        ];
+        let refs: Vec<&Symbol> = symbols.iter().collect();
+        // The wait itself (libc, std::io::read) stays; three std frames between the program's
+        // frames fold; a lone tokio frame does not.
+        assert_eq!(library_runs(&refs), vec![(3, 6)]);
+        assert_eq!(libraries_of(&refs[3..6]), "std::io");
+        assert_eq!(libraries_of(&refs[6..8]), "app, tokio");
+        let frames: Vec<Frame> = symbols.iter().map(|s| Arc::from(vec![s.clone()])).collect();
+        let mut text = String::new();
+        render_symbols(&frames, false, &mut text);
+        assert!(
+            text.contains("      … 3 frames in std::io\n   6: app::load"),
+            "{text}"
+        );
+        assert!(text.contains("   1: std::io::read"), "{text}");
+        let mut full = String::new();
+        render_symbols(&frames, true, &mut full);
+        assert!(
+            !full.contains("frames in") && full.contains("read_to_string"),
+            "{full}"
+        );
+        // A stripped binary knows no sources: nothing is folded.
+        let bare: Vec<Symbol> = symbols
+            .iter()
+            .map(|s| Symbol {
+                file: None,
+                ..s.clone()
+            })
+            .collect();
+        let refs: Vec<&Symbol> = bare.iter().collect();
+        assert!(library_runs(&refs).is_empty());
     }
 }
