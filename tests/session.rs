@@ -291,3 +291,38 @@ fn sessions_beyond_the_limit_are_refused_with_one_line() {
     assert!(second.command("info").contains("sessions    2 open (at most 2)"));
     assert!(probe.is_some());
 }
+
+/// A deploy that replaces the binary of a running process: the dump's frame names come from
+/// the file now at that path, another build, and the dump says so instead of passing them off.
+#[test]
+fn a_dump_says_when_the_executable_was_replaced_on_disk() {
+    let dir = std::env::temp_dir().join(format!("mh-replaced-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("manhole-testapp");
+    std::fs::copy(support::testapp(), &exe).unwrap();
+    let app = App::start(
+        std::process::Command::new(&exe)
+            .arg("serve")
+            .arg("--socket")
+            .arg(unique_socket("replaced")),
+    )
+    .unwrap();
+    let mut client = Client::connect(&app.socket);
+    let before = client.opening();
+    assert!(!before.contains("replaced on disk"), "{before}");
+    // As a deploy does: a new file written beside it, renamed over it.
+    let next = dir.join("manhole-testapp.new");
+    std::fs::copy(support::testapp(), &next).unwrap();
+    std::fs::rename(&next, &exe).unwrap();
+    let after = client.command("stacks");
+    assert!(
+        after.contains(&format!(
+            "Note: the executable {} was replaced on disk",
+            exe.display()
+        )),
+        "{after}"
+    );
+    drop(client);
+    drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -466,6 +466,34 @@ pub(crate) fn exe() -> Option<PathBuf> {
     }
 }
 
+/// Whether the executable on disk is no longer the one this process runs (a deploy replaced or
+/// deleted it): then debug info read from its path describes another build. The reason, naming
+/// the path, if so; `None` when it is the same file or that cannot be told (no `/proc`, the
+/// path not reachable after a chroot).
+pub(crate) fn exe_replaced() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = proc_dir()?;
+    let path = exe()?;
+    let shown = path.display().to_string();
+    if let Some(gone) = shown.strip_suffix(" (deleted)") {
+        let what = if std::path::Path::new(gone).exists() {
+            "replaced on disk"
+        } else {
+            "deleted"
+        };
+        return Some(format!(
+            "the executable {gone} was {what} since this process started"
+        ));
+    }
+    // The link opens the very file the process runs, whatever is at its path now.
+    let running = sys::openat(dir, b"self/exe", libc::O_RDONLY)
+        .ok()
+        .and_then(|fd| sys::fd_identity(std::os::fd::AsRawFd::as_raw_fd(&fd)))?;
+    let on_disk = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()))?;
+    (running != on_disk)
+        .then(|| format!("the executable {shown} was replaced on disk since this process started"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,6 +301,13 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         })
         .collect();
     let symbols = symbolize::resolve_all_noting(&addresses, &mut notes);
+    // Names come from the file at the executable's path: after a deploy replaced it, from
+    // another build, so the reader is told.
+    if !addresses.is_empty()
+        && let Some(why) = crate::procfs::exe_replaced()
+    {
+        notes.push(format!("{why}: frame names and lines in it may be wrong"));
+    }
     let expand = |frames: &[Address]| -> Vec<Frame> {
         frames.iter().filter_map(|a| symbols.get(a).cloned()).collect()
     };
