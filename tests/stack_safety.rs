@@ -11,8 +11,14 @@ use std::time::{Duration, Instant};
 use support::{App, Client, PATIENCE, wait_until};
 
 fn host(scenario: &str) -> App {
-    App::start(Command::new(env!("CARGO_BIN_EXE_manhole-stack-host")).arg(scenario))
-        .unwrap_or_else(|line| panic!("stack host {scenario} did not start: {line}"))
+    host_with(scenario, &[])
+}
+
+/// The stack host running `scenario`, with extra environment variables.
+fn host_with(scenario: &str, env: &[(&str, &str)]) -> App {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-stack-host"));
+    command.arg(scenario).envs(env.iter().copied());
+    App::start(&mut command).unwrap_or_else(|line| panic!("stack host {scenario} did not start: {line}"))
 }
 
 /// One session: the opening (dump and banner), then `quit`. Fails if it takes longer than
@@ -152,12 +158,7 @@ fn a_dump_under_an_address_space_limit_degrades_instead_of_aborting() {
 fn a_session_that_would_exhaust_the_address_space_is_refused_instead() {
     for extra_kib in [0, 4, 8, 12, 16, 24, 48, 128] {
         let room = (2 << 20) + extra_kib * 1024;
-        let mut app = App::start(
-            Command::new(env!("CARGO_BIN_EXE_manhole-stack-host"))
-                .arg("rlimit")
-                .env("STACK_HOST_ROOM", room.to_string()),
-        )
-        .unwrap_or_else(|line| panic!("stack host did not start: {line}"));
+        let mut app = host_with("rlimit", &[("STACK_HOST_ROOM", &room.to_string())]);
         let mut client = Client::connect(&app.socket);
         client
             .stream

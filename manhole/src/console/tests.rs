@@ -278,6 +278,20 @@ fn watch_and_machine_parse_their_arguments() {
     ] {
         assert_eq!(reply(&s, bad).failure.unwrap().code, "usage", "{bad}");
     }
+    // What watch refuses is what the table says cannot be watched, aliases included.
+    for command in commands() {
+        for word in std::iter::once(&command.name).chain(command.aliases) {
+            let outcome = run(&s, &format!("watch {word}")).1;
+            if command.watchable {
+                assert!(matches!(outcome, Outcome::Watch { .. }), "{word}: {outcome:?}");
+            } else {
+                assert!(
+                    matches!(&outcome, Outcome::Reply(r) if r.text.contains("cannot be watched")),
+                    "{word}: {outcome:?}"
+                );
+            }
+        }
+    }
     assert_eq!(run(&s, "machine").1, Outcome::Machine(true));
     assert_eq!(run(&s, "machine off").1, Outcome::Machine(false));
     assert_eq!(reply(&s, "machine maybe").failure.unwrap().code, "usage");

@@ -262,33 +262,6 @@ impl Server {
 }
 
 impl Server {
-    /// Every descriptor manhole holds: listening socket, wake pipe, sessions, log file.
-    pub(crate) fn own_fds(&self) -> Vec<RawFd> {
-        let mut fds = self.pipe_fds.clone();
-        fds.extend(*lock(&self.listener_fd));
-        for entry in lock(&self.sessions).open.values() {
-            fds.push(entry.fd);
-            fds.push(entry.stream.as_raw_fd());
-        }
-        fds.extend(crate::logging::owned_fd());
-        fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
-        fds.extend(crate::procfs::own_fd());
-        fds
-    }
-
-    /// The signal mask the program's own code (an exposed function, a value's `Debug`) runs
-    /// with on a manhole thread, through [`sys::with_mask`]: the main thread's mask as it is
-    /// now, or the installing thread's when that cannot be read. A thread the program starts
-    /// from there inherits that mask, not manhole's block-everything one; manhole's mask is back
-    /// as soon as the program's code returns. (The thread's name stays manhole's: a thread
-    /// started from there without a name of its own inherits it.)
-    pub(crate) fn program_mask(&self) -> SignalSet {
-        let main = i32::try_from(self.owner_pid)
-            .ok()
-            .and_then(crate::procfs::task_status);
-        main.map_or_else(|| self.program_mask.clone(), |s| SignalSet::from_bits(s.blocked))
-    }
-
     /// Stops accepting, removes the socket file and wakes the listener thread. In a forked
     /// child it only forgets: the threads are the parent's, and so is the socket.
     fn stop_listening(&self) {
@@ -389,16 +362,35 @@ impl Host for Server {
         self.started
     }
 
+    /// Every descriptor manhole holds: listening socket, wake pipe, sessions, log file.
     fn own_fds(&self) -> Vec<RawFd> {
-        Server::own_fds(self)
+        let mut fds = self.pipe_fds.clone();
+        fds.extend(*lock(&self.listener_fd));
+        for entry in lock(&self.sessions).open.values() {
+            fds.push(entry.fd);
+            fds.push(entry.stream.as_raw_fd());
+        }
+        fds.extend(crate::logging::owned_fd());
+        fds.extend(lock(&self.socket).as_ref().and_then(SocketFile::dir_fd));
+        fds.extend(crate::procfs::own_fd());
+        fds
     }
 
     fn locals(&self) -> &[Local] {
         &self.locals
     }
 
+    /// The signal mask the program's own code (an exposed function, a value's `Debug`) runs
+    /// with on a manhole thread, through [`sys::with_mask`]: the main thread's mask as it is
+    /// now, or the installing thread's when that cannot be read. A thread the program starts
+    /// from there inherits that mask, not manhole's block-everything one; manhole's mask is back
+    /// as soon as the program's code returns. (The thread's name stays manhole's: a thread
+    /// started from there without a name of its own inherits it.)
     fn program_mask(&self) -> SignalSet {
-        Server::program_mask(self)
+        let main = i32::try_from(self.owner_pid)
+            .ok()
+            .and_then(crate::procfs::task_status);
+        main.map_or_else(|| self.program_mask.clone(), |s| SignalSet::from_bits(s.blocked))
     }
 
     fn spawner(&self) -> &Spawner {
