@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 
 use super::{Server, lock};
 use crate::fdguard::Registered;
 use crate::logging::mlog;
 use crate::socket_file;
+use crate::sys;
 use crate::trigger::Trigger;
 
 /// How an accept loop waits after accept(2) or poll(2) failed with an error that does not pass
@@ -80,7 +81,9 @@ impl Server {
         let mut backoff = AcceptBackoff::default();
         loop {
             // Every time this thread runs (a client, a signal, a session's end), and never on a
-            // timer: glibc's setuid interrupts every thread, this poll included.
+            // timer: glibc's setuid interrupts every thread, this poll included, and the poll
+            // below cannot miss one that lands after this look (see `poll_unless_changed`).
+            let seen = nix::unistd::geteuid();
             self.follow_euid(&mut listener);
             let backing_off = backoff.delay().is_some();
             if !backing_off {
@@ -95,20 +98,18 @@ impl Server {
                 if let Some(trigger) = &trigger {
                     fds.push(PollFd::new(trigger.reader(), PollFlags::POLLIN));
                 }
-                let timeout = backoff.delay().map_or(PollTimeout::NONE, |delay| {
-                    PollTimeout::try_from(delay).unwrap_or(PollTimeout::MAX)
-                });
                 let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                match poll(&mut fds, timeout) {
-                    Ok(_) => {
+                match sys::poll_unless_changed(&mut fds, backoff.delay(), || nix::unistd::geteuid() == seen) {
+                    Ok(None) => (false, false), // the ids changed since the look: look again
+                    Ok(Some(_)) => {
                         if let Some(trigger) = &trigger {
                             trigger.drain();
                         }
                         (!backing_off && fds.get(1).is_some_and(ready), ready(&fds[0]))
                     }
-                    Err(nix::errno::Errno::EINTR) => (false, false),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (false, false),
                     Err(e) => {
-                        backoff.poll_failed(e);
+                        backoff.poll_failed(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
                         (false, false)
                     }
                 }
