@@ -24,7 +24,9 @@
 //!
 //! ```text
 //! ######### ProcessID=4242, ThreadID=4250 #########
-//! Thread 4243 "flusher" (sleeping):
+//! Summary: 11 threads: 1 running, 1 idle, 8 waiting for an event (condvar, channel, join, park), 1 sleeping.
+//!
+//! Thread 4243 "flusher" (sleeping (a 2 s sleep)):
 //!    0: __GI___clock_nanosleep
 //!         at ./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48:7
 //!    1: std::thread::functions::sleep
@@ -33,7 +35,7 @@
 //!         at src/main.rs:48:9
 //!       … 13 runtime frames (thread start) folded; "stacks --full" shows them
 //!
-//! Thread 4244 "worker-0" (sleeping):
+//! Thread 4244 "worker-0" (waiting on Condvar JOBS):
 //!   and 7 more with this stack:
 //!     4245 "worker-1", 4246 "worker-2", …
 //! …

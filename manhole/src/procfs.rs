@@ -203,6 +203,9 @@ pub(crate) struct TaskStatus {
     pub(crate) blocked: u64,
     /// Its seccomp mode: 0 none, 1 strict, 2 filter.
     pub(crate) seccomp: u8,
+    /// How many times it was switched off a CPU, voluntarily or not (`None` on kernels that
+    /// do not say).
+    pub(crate) switches: Option<u64>,
 }
 
 /// Reads it with one read(2) into a stack buffer: a dump reads this file for every thread, and
@@ -234,8 +237,17 @@ fn parse_status(text: &[u8]) -> Option<TaskStatus> {
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    let count = |key: &[u8]| {
+        status_field(text, key)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let switches = count(b"voluntary_ctxt_switches:")
+        .zip(count(b"nonvoluntary_ctxt_switches:"))
+        .map(|(a, b)| a + b);
     Some(TaskStatus {
         seccomp,
+        switches,
         name: escape_invalid_utf8(name.unwrap_or(b"?")),
         state: state
             .and_then(|v| v.trim_ascii().first())
@@ -364,10 +376,13 @@ fn parse_exec_start(text: &[u8]) -> Option<u64> {
     if frac.len() != 6 {
         return None;
     }
+    // 0 is no time: the kernel zeroes it when it moves a waking thread to another CPU, until
+    // the thread runs there (as a time it would read as "not run since boot").
     ms.parse::<u64>()
         .ok()?
         .checked_mul(1_000_000)?
         .checked_add(frac.parse().ok()?)
+        .filter(|ns| *ns != 0)
 }
 
 /// The CPU thread `tid` last ran on (field 39 of its `stat`).
@@ -466,6 +481,14 @@ pub(crate) fn exe() -> Option<PathBuf> {
     }
 }
 
+/// What descriptor `fd` of this process is open on, as `/proc/self/fd/N` shows it
+/// (`pipe:[161869]`, `socket:[2087]`, `/var/lib/app/data.db`), escaped for a terminal.
+pub(crate) fn fd_target(fd: i32) -> Option<String> {
+    let dir = proc_dir()?;
+    let target = sys::readlinkat(dir, format!("self/fd/{fd}").as_bytes()).ok()?;
+    Some(escape_invalid_utf8(&target))
+}
+
 /// Whether the executable on disk is no longer the one this process runs (a deploy replaced or
 /// deleted it): then debug info read from its path describes another build. The reason, naming
 /// the path, if so; `None` when it is the same file or that cannot be told (no `/proc`, the
@@ -536,8 +559,8 @@ mod tests {
 
     #[test]
     fn status_files() {
-        let text =
-            "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\nSeccomp:\t2\n";
+        let text = "Name:\tworker (1)\nUmask:\t0022\nState:\tS (sleeping)\nSigBlk:\t8000000000000001\nSeccomp:\t2\n\
+                    voluntary_ctxt_switches:\t40\nnonvoluntary_ctxt_switches:\t2\n";
         let status = parse_status(text.as_bytes()).unwrap();
         assert_eq!(
             status,
@@ -546,6 +569,7 @@ mod tests {
                 state: 'S',
                 blocked: 0x8000_0000_0000_0001,
                 seccomp: 2,
+                switches: Some(42),
             }
         );
         assert_eq!(parse_status(b"garbage"), None);
@@ -566,6 +590,7 @@ mod tests {
                 state: 'S',
                 blocked: 4,
                 seccomp: 0,
+                switches: None,
             })
         );
         // Invalid bytes anywhere, and other fields that are odd or missing.
@@ -577,6 +602,7 @@ mod tests {
                 state: '?',
                 blocked: 0,
                 seccomp: 0,
+                switches: None,
             })
         );
         assert_eq!(
@@ -592,6 +618,11 @@ mod tests {
         assert_eq!(parse_exec_start(text), Some(9_784_883_587_045));
         assert_eq!(parse_exec_start(b"se.exec_start : 12.5\n"), None);
         assert_eq!(parse_exec_start(b"nothing here\n"), None);
+        // Zeroed by a migration: not a time.
+        assert_eq!(
+            parse_exec_start(b"se.exec_start                                :             0.000000\n"),
+            None
+        );
     }
 
     #[cfg(target_os = "linux")]

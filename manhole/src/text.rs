@@ -173,6 +173,17 @@ pub(crate) fn human_duration(d: Duration) -> String {
     }
 }
 
+/// A wait's length, precise where it is short: `740 ms`, `12.4 s`, then as
+/// [`human_duration`] from a minute on (`4m 10s`).
+pub(crate) fn wait_duration(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms < 1000 => format!("{ms} ms"),
+        ms if ms < 10_000 => format!("{:.1} s", d.as_secs_f64()).replace(".0 s", " s"),
+        ms if ms < 60_000 => format!("{:.1} s", d.as_secs_f64()),
+        _ => human_duration(d),
+    }
+}
+
 /// A word as it must be written to split back into itself.
 pub(crate) fn requote(word: &str) -> String {
     if !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {

@@ -1,9 +1,34 @@
-//! What the test hosts (testapp, macro_app, reliability_host) share: children made by a bare
-//! fork, and a value whose `Debug` panics. Included by each with `#[path]`.
+//! What the test hosts (testapp, macro_app, reliability_host, runtime_host, waits_host) share:
+//! installing and saying `ready`, children made by a bare fork, and a value whose `Debug`
+//! panics. Included by each with `#[path]`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::ffi::CStr;
 use std::time::Duration;
+
+/// Installs manhole with `options` and prints `ready <socket path>` (or `error: …`, then
+/// `None`), the first line every test host prints.
+pub fn install_and_say_ready(options: manhole::Options) -> Option<manhole::Handle> {
+    use std::io::Write;
+    let line = |text: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    match manhole::install(options) {
+        Ok(handle) => {
+            let path = handle
+                .socket_path()
+                .map_or_else(|| "none".to_owned(), |p| p.display().to_string());
+            line(format!("ready {path}"));
+            Some(handle)
+        }
+        Err(e) => {
+            line(format!("error: {e}"));
+            None
+        }
+    }
+}
 
 /// Forks a child that sleeps `seconds` and exits; manhole's fork handler gives it its own
 /// manhole. Returns what the host says: `child <pid>` or `fork failed`.

@@ -22,6 +22,9 @@
 //! then sleeps; `call_mask()` returns the mask of the thread running it; `MASK_IN_DEBUG`'s
 //! `Debug` shows the mask of the thread formatting it.
 
+#[path = "host_parts.rs"]
+mod host_parts;
+
 use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
@@ -112,17 +115,9 @@ fn main() {
     if args.iter().any(|a| a == "--redirect-stderr") {
         options = options.redirect_stderr(true);
     }
-    let handle = match manhole::install(options) {
-        Ok(handle) => handle,
-        Err(e) => {
-            say(&format!("error: {e}"));
-            return;
-        }
+    let Some(_handle) = host_parts::install_and_say_ready(options) else {
+        return;
     };
-    let path = handle
-        .socket_path()
-        .map_or_else(|| "none".to_owned(), |p| p.display().to_string());
-    say(&format!("ready {path}"));
     let mut children: Vec<Child> = Vec::new();
     let main_tid = std::process::id();
     for line in std::io::stdin().lock().lines() {

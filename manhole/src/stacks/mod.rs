@@ -30,9 +30,11 @@ pub(crate) mod sampler;
 mod symbolize;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod unwind;
+pub(crate) mod waits;
 
 pub(crate) use record::ThreadRecord;
-use record::{Before, ClockOffsets, Want};
+pub(crate) use record::Want;
+use record::{Before, ClockOffsets};
 use symbolize::{Address, Symbol};
 
 /// How long a dump waits for threads to answer before reporting them from /proc.
@@ -65,11 +67,9 @@ pub(crate) struct ThreadReport {
     /// How long the thread spent copying its stack, when it did (read by the benchmark).
     pub(crate) pause: Option<Duration>,
     /// Its registers, system call and CPU time (not rendered).
-    #[allow(
-        dead_code,
-        reason = "read by what is built on the dump (wait reasons, locks, doctor) and by tests"
-    )]
     pub(crate) record: ThreadRecord,
+    /// Why it is where it is, from its frames and record.
+    pub(crate) wait: waits::Wait,
 }
 
 /// A dump of every thread of the process.
@@ -225,6 +225,8 @@ pub(crate) struct RawDump {
     statuses: HashMap<i32, TaskStatus>,
     raws: HashMap<i32, (Raw, ThreadRecord)>,
     notes: Vec<String>,
+    /// Monotonic ns when the capture started and ended.
+    span: (u64, u64),
 }
 
 impl RawDump {
@@ -240,6 +242,12 @@ pub(crate) fn capture() -> Dump {
     symbolize_dump(capture_raw())
 }
 
+/// [`capture`], reading what `want` asks for besides (how long each thread has not run).
+#[inline(never)]
+pub(crate) fn capture_with(want: Want) -> Dump {
+    symbolize_dump(capture_raw_with(want))
+}
+
 /// The capture proper: every thread records its return addresses.
 #[inline(never)]
 pub(crate) fn capture_raw() -> RawDump {
@@ -251,6 +259,7 @@ pub(crate) fn capture_raw() -> RawDump {
 pub(crate) fn capture_raw_with(want: Want) -> RawDump {
     let pid = std::process::id();
     let me = sys::gettid();
+    let started = clock_ns();
     let (own, own_cut, own_record) = own_stack(me);
     let mut notes = Vec::new();
     if let Some(why) = procfs::blind() {
@@ -280,6 +289,20 @@ pub(crate) fn capture_raw_with(want: Want) -> RawDump {
         statuses,
         raws,
         notes,
+        span: (started, clock_ns()),
+    }
+}
+
+/// The monotonic clock in ns, as the records' times are.
+fn clock_ns() -> u64 {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::monotonic_ns()
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -292,6 +315,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
         statuses,
         mut raws,
         mut notes,
+        span,
     } = raw;
     let addresses: Vec<Address> = raws
         .values()
@@ -311,7 +335,7 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
     let expand = |frames: &[Address]| -> Vec<Frame> {
         frames.iter().filter_map(|a| symbols.get(a).cloned()).collect()
     };
-    let threads = tids
+    let mut threads = tids
         .into_iter()
         .filter_map(|tid| {
             let (raw, record) = raws.remove(&tid)?;
@@ -338,9 +362,16 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
                 stack,
                 pause: record.pause,
                 record,
+                wait: waits::Wait::unknown(),
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut lookup = waits::Lookup::new();
+    for thread in &mut threads {
+        thread.wait = waits::explain(thread, &mut lookup);
+    }
+    let switches: HashMap<i32, Option<u64>> = statuses.iter().map(|(tid, s)| (*tid, s.switches)).collect();
+    waits::since(&mut threads, &switches, span);
     Dump {
         pid,
         dumping_tid: me,
@@ -703,6 +734,8 @@ fn is_capture_frame(name: &str) -> bool {
             "manhole::stacks::sampler::capture_self",
             "manhole::stacks::capture",
             "manhole::stacks::capture_raw",
+            "manhole::stacks::capture_raw_with",
+            "manhole::stacks::capture_with",
             "manhole::stacks::dump_text",
             "manhole::dump_stacktraces",
             "manhole::__bench::measure_dump",
@@ -738,6 +771,19 @@ fn from_proc(tid: i32, why: String) -> Stack {
     }
 }
 
+/// Reads memory of this process without ever faulting (0 bytes where it cannot).
+fn read_memory(address: usize, out: &mut [u8]) -> usize {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::read_memory(address, out)
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        let _ = (address, out);
+        0
+    }
+}
+
 /// The rendered dump of every thread, with every runtime frame when `full`.
 #[inline(never)]
 pub(crate) fn dump_text(full: bool) -> String {
@@ -769,8 +815,9 @@ fn visible(frames: &[Frame], full: bool) -> (&[Frame], usize) {
     }
 }
 
-/// What makes two threads one group: state, why the walk stopped, and the frames shown.
-type GroupKey<'a> = (Option<char>, Option<&'a str>, Vec<usize>);
+/// What makes two threads one group: state, why it waits, why the walk stopped, and the
+/// frames shown.
+type GroupKey<'a> = (Option<char>, String, Option<&'a str>, Vec<usize>);
 
 /// Renders a dump in the format of DESIGN.md §4, grouping identical stacks.
 pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
@@ -782,7 +829,11 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
     for note in &dump.notes {
         let _ = writeln!(out, "Note: {note}");
     }
-    // Group threads whose visible stacks and states are identical, in order of first
+    let tid_names: HashMap<i32, &str> = dump.threads.iter().map(|t| (t.tid, t.name.as_str())).collect();
+    let names = |tid: i32| tid_names.get(&tid).map(|n| (*n).to_owned());
+    waits::summary(&dump.threads, &names, out);
+    out.push('\n');
+    // Group threads whose visible stacks, states and waits are identical, in order of first
     // appearance. Frames are shared per address, so identity is pointer equality.
     let mut groups: Vec<(Vec<&ThreadReport>, &[Frame], usize)> = Vec::new();
     let mut index: HashMap<GroupKey<'_>, usize> = HashMap::new();
@@ -792,6 +843,7 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
                 let (shown, folded) = visible(frames, full);
                 let key = (
                     thread.state,
+                    thread.wait.group_key(thread.state, &names),
                     cut.as_deref(),
                     shown
                         .iter()
@@ -811,10 +863,16 @@ pub(crate) fn render(dump: &Dump, full: bool, out: &mut String) {
     }
     for (members, shown, folded) in groups {
         let first = members[0];
-        let state = first.state.map(procfs::describe_state).unwrap_or("state unknown");
+        let waited = members
+            .iter()
+            .map(|t| t.wait.waited)
+            .collect::<Option<Vec<Duration>>>()
+            .and_then(|all| Some((*all.iter().min()?, *all.iter().max()?)));
+        let waits: Vec<&waits::Wait> = members.iter().map(|t| &t.wait).collect();
+        let reason = waits::Wait::describe_group(&waits, first.state, &names, waited);
         let _ = writeln!(
             out,
-            "Thread {} \"{}\" ({state}):",
+            "Thread {} \"{}\" ({reason}):",
             first.tid,
             text::escape_controls(&first.name)
         );
@@ -889,6 +947,8 @@ pub(crate) fn to_json(dump: &Dump, full: bool) -> Json {
                 .collect(),
         )
     };
+    let tid_names: HashMap<i32, &str> = dump.threads.iter().map(|t| (t.tid, t.name.as_str())).collect();
+    let names = |tid: i32| tid_names.get(&tid).map(|n| (*n).to_owned());
     let threads = dump
         .threads
         .iter()
@@ -898,6 +958,7 @@ pub(crate) fn to_json(dump: &Dump, full: bool) -> Json {
                 ("name", Json::from(t.name.as_str())),
                 ("state", Json::from(t.state.map(|c| c.to_string()))),
                 ("state_name", Json::from(t.state.map(procfs::describe_state))),
+                ("wait", t.wait.to_json(t.state, &names)),
             ];
             match &t.stack {
                 Stack::Frames(frames, cut) => {
@@ -1175,6 +1236,7 @@ mod tests {
             stack: Stack::Frames(frames.to_vec(), None),
             pause: None,
             record: ThreadRecord::default(),
+            wait: waits::Wait::unknown(),
         }
     }
 

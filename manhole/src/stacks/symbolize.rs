@@ -154,6 +154,12 @@ pub(crate) fn resolve_all_noting(
         .collect()
 }
 
+/// The symbol at a data address (a static that is not exposed), from the symbol table.
+pub(crate) fn data_symbol(address: usize) -> Option<String> {
+    let found = resolve_all(&[Address::Exact(address)]);
+    found.get(&Address::Exact(address))?.first()?.name.clone()
+}
+
 /// Whether there is memory to load the debug info for `addresses`.
 #[cfg(target_os = "linux")]
 fn room_for(addresses: &[usize]) -> Result<(), String> {

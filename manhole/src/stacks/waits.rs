@@ -1,0 +1,1291 @@
+//! Why each thread is where it is: the primitive it waits on, the futex word or descriptor,
+//! the static that word lies in, who holds it where that is recorded, and how long the thread
+//! has not run. Built from what the dump already has (frames, and the thread's record: its
+//! system call and arguments, read from the handler's registers or `/proc` before the signal;
+//! see `record`), plus a few reads per *distinct* word or descriptor, never per thread.
+//!
+//! # What tells what (std 1.95, glibc, Linux; `../shared/research/locks.md` has the measurements)
+//! - The primitive comes from the frames: std's `sys/sync/{mutex,rwlock,condvar,once}` code,
+//!   channels (`sync/mpmc`), `thread::park`, `JoinInner::join`, parking_lot, glibc's
+//!   `pthread_mutex_lock`; failing those, from the system call (`read` on fd 3, `epoll_wait`,
+//!   `nanosleep`…).
+//! - The futex word is the call's first argument; threads waiting on one word wait on one lock.
+//! - Its name: the exposed static whose bytes hold it, else whatever the symbol table says lies
+//!   there (statics that are not exposed), else the address.
+//! - The holder, only where something records it: a PI futex keeps the owner's tid in the word,
+//!   glibc's mutex in `__owner`, a join waits on the joined thread's tid. std's `Mutex` and
+//!   `RwLock` record no owner at all, so none is ever guessed for them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::record::{Phase, Syscall};
+use super::symbolize::Symbol;
+use super::{Stack, ThreadReport, short_path};
+use crate::json::Json;
+
+/// What a thread waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// On a CPU, or runnable.
+    Running,
+    Mutex,
+    RwLockRead,
+    RwLockWrite,
+    Condvar,
+    /// A `Once`, `OnceLock` or `LazyLock` another thread is initialising.
+    Once,
+    Receive,
+    Send,
+    Join,
+    Park,
+    ParkingLotMutex,
+    ParkingLotRwLockRead,
+    ParkingLotRwLockWrite,
+    ParkingLotCondvar,
+    /// glibc's `pthread_mutex_t` (C code, or Rust through `libc`).
+    PthreadMutex,
+    /// A priority-inheritance futex (`FUTEX_LOCK_PI`): the kernel keeps the owner.
+    PiMutex,
+    PthreadCondvar,
+    /// A futex nothing above explains.
+    Futex,
+    Io(Io),
+    Poll,
+    Epoll,
+    Sleep,
+    Signal,
+    Child,
+    /// Another system call.
+    Syscall,
+    /// Nothing tells: the thread's state is all there is.
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Io {
+    Read,
+    Write,
+    Accept,
+    Connect,
+    Receive,
+    Send,
+}
+
+/// Who holds what a thread waits on, and how that is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Holder {
+    pub(crate) tid: i32,
+    /// What recorded it: "PI futex word", "glibc __owner", "join target"… Every holder here
+    /// is recorded by the kernel or a library, never inferred.
+    pub(crate) source: &'static str,
+    /// How long it has held it, where that is recorded.
+    pub(crate) since: Option<Duration>,
+    /// Where it took it, where that is recorded (`src/db.rs:88:13`).
+    pub(crate) at: Option<String>,
+}
+
+/// Why one thread is where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Wait {
+    pub(crate) kind: Kind,
+    /// The futex word it waits on.
+    pub(crate) word: Option<usize>,
+    /// What that word is part of: an exposed static's name, or a symbol.
+    pub(crate) object: Option<String>,
+    pub(crate) holder: Option<Holder>,
+    /// The descriptor of an I/O wait (`epoll_wait`'s epoll descriptor too) and what it is.
+    pub(crate) fd: Option<(i32, Option<String>)>,
+    /// How many descriptors a poll waits on.
+    pub(crate) fds: Option<usize>,
+    /// A sleep's requested length.
+    pub(crate) sleep: Option<Duration>,
+    /// Whether the wait has a timeout: `Some(false)` is a wait that nothing but a wake-up ends.
+    pub(crate) timed: Option<bool>,
+    /// The system call, named, for [`Kind::Syscall`].
+    pub(crate) call: Option<String>,
+    /// A pool or runtime thread waiting for work (tokio, rayon, manhole's own): idle, not stuck.
+    pub(crate) idle: Option<&'static str>,
+    /// How long it has been in this wait at least, where that is known (see [`since`]).
+    pub(crate) waited: Option<Duration>,
+    /// For a group's header: its members' descriptors, when they differ (`fd 11, 12 and 88
+    /// more`).
+    fds_of_group: Option<String>,
+}
+
+impl Wait {
+    /// Nothing known yet.
+    pub(crate) fn unknown() -> Wait {
+        Wait::of(Kind::Unknown)
+    }
+
+    fn of(kind: Kind) -> Wait {
+        Wait {
+            kind,
+            word: None,
+            object: None,
+            holder: None,
+            fd: None,
+            fds: None,
+            sleep: None,
+            timed: None,
+            call: None,
+            idle: None,
+            waited: None,
+            fds_of_group: None,
+        }
+    }
+
+    /// What threads must share to be shown as one group: the reason without the lengths
+    /// that differ from thread to thread (a sleep's request, how long each has waited).
+    pub(crate) fn group_key(&self, state: Option<char>, names: &dyn Fn(i32) -> Option<String>) -> String {
+        let mut bare = self.clone();
+        bare.sleep = None;
+        // Threads reading one pipe through descriptors of their own are one group.
+        bare.fds_of_group = bare.fd.as_ref().map(|_| "fd".to_owned());
+        bare.describe(state, names, None)
+    }
+
+    /// The header of a group of threads that share a [`Wait::group_key`]: the first one's
+    /// reason, with every member's descriptor where they differ.
+    pub(crate) fn describe_group(
+        members: &[&Wait],
+        state: Option<char>,
+        names: &dyn Fn(i32) -> Option<String>,
+        waited: Option<(Duration, Duration)>,
+    ) -> String {
+        let first = members[0];
+        let mut fds: Vec<i32> = members
+            .iter()
+            .filter_map(|w| w.fd.as_ref().map(|(fd, _)| *fd))
+            .collect();
+        fds.dedup();
+        if fds.len() <= 1 {
+            return first.describe(state, names, waited);
+        }
+        fds.sort_unstable();
+        fds.dedup();
+        const LISTED: usize = 3;
+        let shown: Vec<String> = fds.iter().take(LISTED).map(i32::to_string).collect();
+        let list = if fds.len() > LISTED {
+            format!("fd {} and {} more", shown.join(", "), fds.len() - LISTED)
+        } else {
+            format!("fd {}", shown.join(", "))
+        };
+        let mut header = first.clone();
+        header.fds_of_group = Some(list);
+        header.describe(state, names, waited)
+    }
+
+    /// Whether this is a wait on a lock (something another thread holds).
+    pub(crate) fn is_lock(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Mutex
+                | Kind::RwLockRead
+                | Kind::RwLockWrite
+                | Kind::Once
+                | Kind::ParkingLotMutex
+                | Kind::ParkingLotRwLockRead
+                | Kind::ParkingLotRwLockWrite
+                | Kind::PthreadMutex
+                | Kind::PiMutex
+        )
+    }
+
+    /// The primitive, as the reader knows it from the source.
+    pub(crate) fn primitive(&self) -> &'static str {
+        match self.kind {
+            Kind::Mutex => "Mutex",
+            Kind::RwLockRead => "RwLock (to read)",
+            Kind::RwLockWrite => "RwLock (to write)",
+            Kind::Condvar => "Condvar",
+            Kind::Once => "Once/LazyLock",
+            Kind::Receive | Kind::Send => "channel",
+            Kind::Join => "join",
+            Kind::Park => "thread::park",
+            Kind::ParkingLotMutex => "parking_lot Mutex",
+            Kind::ParkingLotRwLockRead => "parking_lot RwLock (to read)",
+            Kind::ParkingLotRwLockWrite => "parking_lot RwLock (to write)",
+            Kind::ParkingLotCondvar => "parking_lot Condvar",
+            Kind::PthreadMutex => "pthread mutex",
+            Kind::PiMutex => "PI mutex",
+            Kind::PthreadCondvar => "pthread condvar",
+            Kind::Futex => "futex",
+            Kind::Io(_) => "I/O",
+            Kind::Poll => "poll",
+            Kind::Epoll => "epoll",
+            Kind::Sleep => "sleep",
+            Kind::Signal => "signal",
+            Kind::Child => "child process",
+            Kind::Syscall => "system call",
+            Kind::Running => "running",
+            Kind::Unknown => "unknown",
+        }
+    }
+
+    /// The lock's name for the reader: the object, else the word's address.
+    pub(crate) fn lock_name(&self) -> String {
+        match (&self.object, self.word) {
+            (Some(object), _) => crate::text::escape_controls(object).into_owned(),
+            (None, Some(word)) => format!("{word:#x}"),
+            (None, None) => "(unknown)".to_owned(),
+        }
+    }
+
+    /// The reason, for a dump's thread header (`waiting 12.4 s on Mutex DB_POOL, held by 4242
+    /// "flusher"`). `state` is the kernel's, for the threads nothing else explains; `names`
+    /// names holders; `waited` is the range of `waited` over a group of threads.
+    pub(crate) fn describe(
+        &self,
+        state: Option<char>,
+        names: &dyn Fn(i32) -> Option<String>,
+        waited: Option<(Duration, Duration)>,
+    ) -> String {
+        let waited = waited.map_or_else(String::new, |(low, high)| {
+            let low_text = crate::text::wait_duration(low);
+            let high_text = crate::text::wait_duration(high);
+            if low_text == high_text {
+                format!(" {low_text}")
+            } else {
+                format!(" {low_text}–{high_text}")
+            }
+        });
+        // After the object for what is not a lock: "reading fd 3 (…) for 2 s".
+        let for_ = if waited.is_empty() {
+            String::new()
+        } else {
+            format!(" for{waited}")
+        };
+        let who = |tid: i32| who(tid, names);
+        let fd = || match (&self.fd, &self.fds_of_group) {
+            (Some((_, Some(what))), Some(list)) => format!("{list} ({})", crate::text::escape_controls(what)),
+            (_, Some(list)) => list.clone(),
+            _ => match &self.fd {
+                Some((fd, Some(what))) => format!("fd {fd} ({})", crate::text::escape_controls(what)),
+                Some((fd, None)) => format!("fd {fd}"),
+                None => "a descriptor".to_owned(),
+            },
+        };
+        if let Some(pool) = self.idle {
+            return format!("idle{for_}: {pool}");
+        }
+        if let Some('T' | 't' | 'Z' | 'X' | 'D') = state {
+            let described = crate::procfs::describe_state(state.unwrap_or('?'));
+            return match self.kind {
+                Kind::Unknown | Kind::Running => described.to_owned(),
+                _ => format!("{described}; {}", self.describe(None, names, None)),
+            };
+        }
+        match self.kind {
+            Kind::Running => "running".to_owned(),
+            Kind::Unknown => state
+                .map_or("state unknown", crate::procfs::describe_state)
+                .to_owned(),
+            kind if self.is_lock() => {
+                let mut text = format!("waiting{waited} on {} {}", self.primitive(), self.lock_name());
+                if let Some(holder) = &self.holder {
+                    text.push_str(&format!(", held by {}", who(holder.tid)));
+                    if let Some(since) = holder.since {
+                        text.push_str(&format!(" for {}", crate::text::wait_duration(since)));
+                    }
+                } else if kind == Kind::Once {
+                    text = format!("waiting{waited} for {} to be initialised", self.lock_name());
+                }
+                text
+            }
+            Kind::Condvar | Kind::ParkingLotCondvar | Kind::PthreadCondvar => match &self.object {
+                Some(_) => format!("waiting{waited} on {} {}", self.primitive(), self.lock_name()),
+                None => format!("waiting{waited} on a {}", self.primitive()),
+            },
+            Kind::Receive => format!("waiting{waited} to receive on a channel"),
+            Kind::Send => format!("waiting{waited} to send on a full channel"),
+            Kind::Join => match &self.holder {
+                Some(holder) => format!("joining thread {}{for_}", who(holder.tid)),
+                None => format!("joining a thread{for_}"),
+            },
+            Kind::Park => format!("parked in thread::park{for_}"),
+            Kind::Futex => format!("waiting{waited} on futex {}", self.lock_name()),
+            Kind::Io(io) => {
+                let verb = match io {
+                    Io::Read => "reading",
+                    Io::Write => "writing",
+                    Io::Accept => "accepting on",
+                    Io::Connect => "connecting",
+                    Io::Receive => "receiving on",
+                    Io::Send => "sending on",
+                };
+                format!("{verb} {}{for_}", fd())
+            }
+            Kind::Poll => match self.fds {
+                Some(1) => format!("polling 1 descriptor{for_}"),
+                Some(n) => format!("polling {n} descriptors{for_}"),
+                None => format!("polling{for_}"),
+            },
+            Kind::Epoll => format!("in epoll_wait on {}{for_}", fd()),
+            // The request of the last (re)start: std's sleep restarts with what is left.
+            Kind::Sleep => match (self.sleep, waited.is_empty()) {
+                (Some(asked), true) => format!("sleeping (a {} sleep)", crate::text::wait_duration(asked)),
+                (Some(asked), false) => format!(
+                    "sleeping{waited} so far (a {} sleep)",
+                    crate::text::wait_duration(asked)
+                ),
+                (None, _) => format!("sleeping{waited}"),
+            },
+            Kind::Signal => format!("waiting{waited} for a signal"),
+            Kind::Child => format!("waiting{waited} for a child process"),
+            Kind::Syscall => format!("in system call {}{for_}", self.call.as_deref().unwrap_or("?")),
+            _ => state
+                .map_or("state unknown", crate::procfs::describe_state)
+                .to_owned(),
+        }
+    }
+}
+
+impl Kind {
+    /// Its name in machine mode.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Kind::Running => "running",
+            Kind::Mutex => "mutex",
+            Kind::RwLockRead => "rwlock_read",
+            Kind::RwLockWrite => "rwlock_write",
+            Kind::Condvar => "condvar",
+            Kind::Once => "once",
+            Kind::Receive => "channel_receive",
+            Kind::Send => "channel_send",
+            Kind::Join => "join",
+            Kind::Park => "park",
+            Kind::ParkingLotMutex => "parking_lot_mutex",
+            Kind::ParkingLotRwLockRead => "parking_lot_rwlock_read",
+            Kind::ParkingLotRwLockWrite => "parking_lot_rwlock_write",
+            Kind::ParkingLotCondvar => "parking_lot_condvar",
+            Kind::PthreadMutex => "pthread_mutex",
+            Kind::PiMutex => "pi_mutex",
+            Kind::PthreadCondvar => "pthread_condvar",
+            Kind::Futex => "futex",
+            Kind::Io(Io::Read) => "read",
+            Kind::Io(Io::Write) => "write",
+            Kind::Io(Io::Accept) => "accept",
+            Kind::Io(Io::Connect) => "connect",
+            Kind::Io(Io::Receive) => "receive",
+            Kind::Io(Io::Send) => "send",
+            Kind::Poll => "poll",
+            Kind::Epoll => "epoll",
+            Kind::Sleep => "sleep",
+            Kind::Signal => "signal",
+            Kind::Child => "child",
+            Kind::Syscall => "syscall",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+impl Wait {
+    /// The wait in machine mode: every fact, and the header's text.
+    pub(crate) fn to_json(&self, state: Option<char>, names: &dyn Fn(i32) -> Option<String>) -> Json {
+        let millis = |d: Duration| Json::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let holder = self.holder.as_ref().map_or(Json::Null, |h| {
+            Json::obj([
+                ("tid", Json::from(h.tid)),
+                ("name", Json::from(names(h.tid))),
+                ("source", Json::from(h.source)),
+                ("since_ms", h.since.map_or(Json::Null, millis)),
+                ("at", Json::from(h.at.clone())),
+            ])
+        });
+        Json::obj([
+            ("kind", Json::from(self.kind.code())),
+            (
+                "text",
+                Json::from(self.describe(state, names, self.waited.map(|d| (d, d)))),
+            ),
+            ("word", Json::from(self.word.map(|w| format!("{w:#x}")))),
+            ("object", Json::from(self.object.clone())),
+            ("holder", holder),
+            ("fd", Json::from(self.fd.as_ref().map(|(fd, _)| *fd))),
+            (
+                "fd_target",
+                Json::from(self.fd.as_ref().and_then(|(_, what)| what.clone())),
+            ),
+            ("fds", Json::from(self.fds)),
+            ("sleep_ms", self.sleep.map_or(Json::Null, millis)),
+            ("timed", Json::from(self.timed)),
+            ("syscall", Json::from(self.call.clone())),
+            ("idle", Json::from(self.idle)),
+            ("waited_ms", self.waited.map_or(Json::Null, millis)),
+        ])
+    }
+}
+
+/// What the frames say, innermost first.
+struct FrameFacts {
+    kind: Option<Kind>,
+    idle: Option<&'static str>,
+}
+
+/// How deep into a stack the primitive is looked for: std's lock code is a few frames in.
+const LOOK: usize = 24;
+
+fn frame_facts(symbols: &[&Symbol]) -> FrameFacts {
+    let mut kind = None;
+    let mut generic_park = false;
+    for symbol in symbols.iter().take(LOOK) {
+        let name = symbol.name.as_deref().unwrap_or("");
+        let file = symbol
+            .file
+            .as_deref()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default();
+        let file = short_path(&file);
+        let found = primitive_of(name, file);
+        match found {
+            Some(Kind::Park) => {
+                // A park is how channels, pools and runtimes sleep: look further out for which.
+                generic_park = true;
+            }
+            Some(k) => {
+                kind = Some(k);
+                break;
+            }
+            None => {}
+        }
+    }
+    if kind.is_none() && generic_park {
+        kind = Some(Kind::Park);
+    }
+    let idle = symbols
+        .iter()
+        .find_map(|s| pool_of(s.name.as_deref().unwrap_or("")));
+    FrameFacts { kind, idle }
+}
+
+/// The primitive a frame belongs to, from its (demangled, possibly short) name and its file.
+fn primitive_of(name: &str, file: &str) -> Option<Kind> {
+    let has = |n: &str| name.contains(n);
+    let in_file = |f: &str| file.contains(f);
+    if in_file("sys/sync/mutex/") || has("sys::sync::mutex::") {
+        return Some(Kind::Mutex);
+    }
+    if in_file("sys/sync/rwlock/") || has("sys::sync::rwlock::") {
+        return Some(if has("write") {
+            Kind::RwLockWrite
+        } else {
+            Kind::RwLockRead
+        });
+    }
+    if in_file("sys/sync/condvar/") || has("sys::sync::condvar::") {
+        return Some(Kind::Condvar);
+    }
+    if in_file("sys/sync/once/") || has("sys::sync::once::") {
+        return Some(Kind::Once);
+    }
+    if in_file("sync/mpmc/")
+        || in_file("sync/mpsc")
+        || has("sync::mpmc::")
+        || has("sync::mpsc::")
+        || has("crossbeam_channel::")
+    {
+        if has("send") {
+            return Some(Kind::Send);
+        }
+        if has("recv") {
+            return Some(Kind::Receive);
+        }
+        return None; // the channel's inner frames: look further out for recv or send
+    }
+    if has("JoinInner") && has("join")
+        || has("pthread_clockjoin")
+        || has("pthread_join")
+        || has("pthread_timedjoin")
+    {
+        return Some(Kind::Join);
+    }
+    if has("parking_lot::raw_mutex::") || has("parking_lot::raw_fair_mutex::") {
+        return Some(Kind::ParkingLotMutex);
+    }
+    if has("parking_lot::raw_rwlock::") {
+        return Some(if has("exclusive") || has("upgrad") {
+            Kind::ParkingLotRwLockWrite
+        } else {
+            Kind::ParkingLotRwLockRead
+        });
+    }
+    if has("parking_lot::condvar::") {
+        return Some(Kind::ParkingLotCondvar);
+    }
+    if has("__pthread_mutex_lock_full") {
+        return Some(Kind::PiMutex);
+    }
+    if has("__lll_lock_wait")
+        || has("pthread_mutex_lock")
+        || has("pthread_mutex_timedlock")
+        || has("pthread_mutex_clocklock")
+    {
+        return Some(Kind::PthreadMutex);
+    }
+    if has("pthread_cond_wait") || has("pthread_cond_timedwait") || has("pthread_cond_clockwait") {
+        return Some(Kind::PthreadCondvar);
+    }
+    if in_file("sys/sync/thread_parking/")
+        || has("thread_parking::")
+        || has("std::thread::park")
+        || has("parking_lot_core::")
+    {
+        return Some(Kind::Park);
+    }
+    None
+}
+
+/// Runtimes and pools whose threads wait for work in a known place: idle, not stuck.
+fn pool_of(name: &str) -> Option<&'static str> {
+    if name.contains("tokio::runtime::blocking::pool") && !name.contains("spawn") {
+        return Some("tokio blocking pool, waiting for work");
+    }
+    if name.contains("tokio::runtime::scheduler") && (name.contains("park") || name.contains("Parker")) {
+        return Some("tokio worker, waiting for work");
+    }
+    if name.contains("rayon_core::sleep") {
+        return Some("rayon worker, waiting for work");
+    }
+    if name.starts_with("manhole::server::") && name.contains("listen") {
+        return Some("manhole's listener, waiting for a client");
+    }
+    None
+}
+
+/// The futex command of an `op` (without the private and clock flags).
+fn futex_cmd(op: usize) -> usize {
+    op & 0x7f
+}
+
+const FUTEX_LOCK_PI: usize = 6;
+const FUTEX_LOCK_PI2: usize = 13;
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// Reads `N` bytes of this process at `address`, never faulting.
+fn peek<const N: usize>(address: usize) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    (super::read_memory(address, &mut out) == N).then_some(out)
+}
+
+/// What is read once per dump and shared by every thread: the exposed statics' addresses,
+/// what each descriptor is, the name of each word.
+pub(crate) struct Lookup {
+    /// Exposed statics: start, end, name; sorted by start.
+    exposed: Vec<(usize, usize, &'static str)>,
+    fds: HashMap<i32, Option<String>>,
+    objects: HashMap<usize, Option<String>>,
+}
+
+impl Lookup {
+    pub(crate) fn new() -> Lookup {
+        let mut exposed: Vec<(usize, usize, &'static str)> = crate::registry::all()
+            .into_iter()
+            .filter_map(|item| match &item.kind {
+                crate::registry::Kind::Value { get, .. } => {
+                    // Only the reference: no Debug, no lock, no user code runs.
+                    let value = get();
+                    let start = std::ptr::from_ref(value).cast::<u8>() as usize;
+                    let size = std::mem::size_of_val(value);
+                    (size > 0).then_some((start, start + size, item.name))
+                }
+                crate::registry::Kind::Function { .. } => None,
+            })
+            .collect();
+        exposed.sort_unstable();
+        Lookup {
+            exposed,
+            fds: HashMap::new(),
+            objects: HashMap::new(),
+        }
+    }
+
+    fn fd(&mut self, fd: i32) -> Option<String> {
+        self.fds
+            .entry(fd)
+            .or_insert_with(|| crate::procfs::fd_target(fd))
+            .clone()
+    }
+
+    /// The exposed static holding `word`, else the symbol there.
+    fn object(&mut self, word: usize) -> Option<String> {
+        if let Some(name) = self
+            .exposed
+            .iter()
+            .rev()
+            .find(|(start, end, _)| (*start..*end).contains(&word))
+            .map(|(_, _, name)| (*name).to_owned())
+        {
+            return Some(name);
+        }
+        self.objects
+            .entry(word)
+            .or_insert_with(|| super::symbolize::data_symbol(word))
+            .clone()
+    }
+}
+
+/// Why `thread` is where it is.
+pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
+    let symbols: Vec<&Symbol> = match &thread.stack {
+        Stack::Frames(frames, _) => frames.iter().flat_map(|f| f.iter()).collect(),
+        Stack::FromProc { top, .. } => top.iter().flat_map(|f| f.iter()).collect(),
+    };
+    let facts = frame_facts(&symbols);
+    let syscall = thread.record.syscall;
+    let mut wait = Wait::of(Kind::Unknown);
+    if thread.state == Some('R')
+        && !matches!(
+            syscall,
+            Some(Syscall {
+                phase: Phase::Waiting,
+                ..
+            })
+        )
+    {
+        // Runnable, or the dumping thread itself.
+        wait.kind = Kind::Running;
+        return wait;
+    }
+    if let Some(call) = syscall {
+        from_syscall(&call, &mut wait, lookup);
+    }
+    if let Some(kind) = facts.kind {
+        // The frames name the primitive; the call gave the word and the holder facts.
+        let from_call = wait.kind;
+        wait.kind = match (kind, from_call) {
+            (Kind::PthreadMutex, Kind::PiMutex) => Kind::PiMutex,
+            (Kind::Join, _) => Kind::Join,
+            (k, Kind::Futex | Kind::PiMutex | Kind::Unknown | Kind::Syscall) => k,
+            // A channel or park whose thread is in I/O or a sleep: the call says more.
+            (Kind::Park | Kind::Receive | Kind::Send, other) if other != Kind::Running => other,
+            (k, _) => k,
+        };
+        if matches!(from_call, Kind::Io(_) | Kind::Poll | Kind::Epoll | Kind::Sleep)
+            && !matches!(kind, Kind::Join)
+        {
+            wait.kind = from_call;
+        }
+    }
+    match wait.kind {
+        Kind::Join => {
+            // pthread_join waits on the joined thread's tid word with that tid as the value.
+            if let Some(Syscall {
+                args: [_, _, Some(val), ..],
+                ..
+            }) = syscall
+                && let Ok(target) = i32::try_from(val)
+                && target > 0
+            {
+                wait.holder = Some(Holder {
+                    tid: target,
+                    source: "the joined thread's id (pthread_join's futex value)",
+                    since: None,
+                    at: None,
+                });
+            }
+            wait.word = None;
+            wait.object = None;
+        }
+        Kind::PthreadMutex if cfg!(target_env = "gnu") => {
+            // glibc's pthread_mutex_t: __lock at +0, __count at +4, __owner at +8.
+            if let Some(word) = wait.word
+                && let Some(owner) = peek::<4>(word + 8).map(i32::from_ne_bytes)
+                && owner > 0
+            {
+                wait.holder = Some(Holder {
+                    tid: owner,
+                    source: "glibc's __owner field",
+                    since: None,
+                    at: None,
+                });
+            }
+        }
+        _ => {}
+    }
+    if matches!(wait.kind, Kind::Park | Kind::Receive | Kind::Send | Kind::Condvar) {
+        // Their word is the waiter's own (a parker), or says nothing about a holder.
+        wait.holder = None;
+        if wait.kind != Kind::Condvar {
+            wait.word = None;
+            wait.object = None;
+        }
+    }
+    if facts.idle.is_some() && !wait.is_lock() {
+        wait.idle = facts.idle;
+    }
+    wait
+}
+
+fn from_syscall(call: &Syscall, wait: &mut Wait, lookup: &mut Lookup) {
+    let Some(number) = call.number else {
+        return;
+    };
+    let arg = |i: usize| call.args[i];
+    let fd_arg = |lookup: &mut Lookup| {
+        arg(0)
+            .and_then(|a| i32::try_from(a).ok())
+            .map(|fd| (fd, lookup.fd(fd)))
+    };
+    match number {
+        libc::SYS_futex => {
+            let word = arg(0);
+            wait.word = word;
+            wait.timed = arg(3).map(|t| t != 0);
+            let cmd = arg(1).map(futex_cmd);
+            if matches!(cmd, Some(FUTEX_LOCK_PI | FUTEX_LOCK_PI2)) {
+                wait.kind = Kind::PiMutex;
+                // The kernel keeps the owner's tid in the word of a PI futex.
+                if let Some(word) = word
+                    && let Some(value) = peek::<4>(word).map(u32::from_ne_bytes)
+                    && value & FUTEX_TID_MASK != 0
+                {
+                    wait.holder = Some(Holder {
+                        tid: (value & FUTEX_TID_MASK) as i32,
+                        source: "the PI futex word, kept by the kernel",
+                        since: None,
+                        at: None,
+                    });
+                }
+            } else {
+                wait.kind = Kind::Futex;
+            }
+            if let Some(word) = word {
+                wait.object = lookup.object(word);
+            }
+        }
+        libc::SYS_read | libc::SYS_readv | libc::SYS_pread64 | libc::SYS_preadv | libc::SYS_preadv2 => {
+            wait.kind = Kind::Io(Io::Read);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev | libc::SYS_pwritev2 => {
+            wait.kind = Kind::Io(Io::Write);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_accept | libc::SYS_accept4 => {
+            wait.kind = Kind::Io(Io::Accept);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_connect => {
+            wait.kind = Kind::Io(Io::Connect);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_recvfrom | libc::SYS_recvmsg | libc::SYS_recvmmsg => {
+            wait.kind = Kind::Io(Io::Receive);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => {
+            wait.kind = Kind::Io(Io::Send);
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {
+            wait.kind = Kind::Epoll;
+            wait.fd = fd_arg(lookup);
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_epoll_wait => {
+            wait.kind = Kind::Epoll;
+            wait.fd = fd_arg(lookup);
+        }
+        libc::SYS_ppoll | libc::SYS_pselect6 => {
+            wait.kind = Kind::Poll;
+            if number == libc::SYS_ppoll {
+                wait.fds = arg(1);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_poll | libc::SYS_select => {
+            wait.kind = Kind::Poll;
+            if number == libc::SYS_poll {
+                wait.fds = arg(1);
+            }
+        }
+        libc::SYS_nanosleep => {
+            wait.kind = Kind::Sleep;
+            wait.sleep = arg(0).and_then(timespec_at);
+        }
+        libc::SYS_clock_nanosleep => {
+            wait.kind = Kind::Sleep;
+            // With TIMER_ABSTIME the request is a time on the clock, not a length.
+            if arg(1) == Some(0) {
+                wait.sleep = arg(2).and_then(timespec_at);
+            }
+        }
+        libc::SYS_rt_sigsuspend | libc::SYS_rt_sigtimedwait => wait.kind = Kind::Signal,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_pause => wait.kind = Kind::Signal,
+        libc::SYS_wait4 | libc::SYS_waitid => wait.kind = Kind::Child,
+        other => {
+            wait.kind = Kind::Syscall;
+            wait.call = Some(super::syscall_name(other));
+        }
+    }
+}
+
+/// What the last dump saw of a thread's wait, to tell in the next whether it is the same wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    /// The system call, its arguments and where it was made.
+    identity: Identity,
+    /// The thread's switch count the next dump sees if nothing but this dump's signal woke it.
+    switches_next: u64,
+    cpu: Duration,
+    /// Monotonic ns: when it was in this wait at the latest.
+    since: u64,
+}
+
+type Identity = (libc::c_long, [Option<usize>; 6], usize);
+
+/// Per thread, behind a lock a forked child takes over.
+static SEEN: crate::forklock::ForkLock<Option<HashMap<i32, Seen>>> = crate::forklock::ForkLock::new(None);
+
+/// More CPU than this between two dumps (besides the handler) means the thread did work.
+const HANDLER_CPU: Duration = Duration::from_millis(1);
+
+/// How long each waiting thread has been in its wait, at least: since the first dump that
+/// found it there, when every dump since found it in the same system call with the same
+/// arguments at the same place, switched off the CPU only once per stack signal, with no more
+/// CPU time than the handler takes; or since it last ran, where the dump measured that
+/// (`not_run_for`); whichever is longer. A dump's own signal wakes every thread, so without
+/// the first rule each dump would restart every wait's clock.
+///
+/// `switches` is each thread's count before the signal; `span` when the capture started and
+/// ended (monotonic ns). Times are taken so that every one stays a lower bound: a wait first
+/// seen counts from the capture's end, and every wait is measured at its start.
+pub(crate) fn since(threads: &mut [ThreadReport], switches: &HashMap<i32, Option<u64>>, span: (u64, u64)) {
+    let (now, ended) = span;
+    // No wait is longer than the process has lived: a last line of defence against a bad
+    // reading of the scheduler's clocks.
+    let age = crate::procfs::process_stat().uptime;
+    let cap = |d: Duration| age.map_or(d, |age| d.min(age));
+    let mut guard = SEEN.lock();
+    let seen = guard.get_or_insert_with(HashMap::new);
+    let mut next: HashMap<i32, Seen> = HashMap::with_capacity(threads.len());
+    for thread in threads.iter_mut() {
+        if thread.wait.kind == Kind::Running {
+            continue;
+        }
+        let measured = thread
+            .record
+            .not_run_for
+            .map(|d| now.saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let identity = identity_of(thread);
+        let (Some(identity), Some(Some(count)), Some(cpu)) =
+            (identity, switches.get(&thread.tid), thread.record.cpu)
+        else {
+            thread.wait.waited = measured
+                .map(|at| Duration::from_nanos(now - at))
+                .filter(|d| !d.is_zero());
+            continue;
+        };
+        let carried = seen.get(&thread.tid).filter(|before| {
+            before.identity == identity
+                && before.switches_next == *count
+                && cpu.saturating_sub(before.cpu) < HANDLER_CPU
+        });
+        let since = match (carried.map(|b| b.since), measured) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => ended,
+        };
+        let waited = cap(Duration::from_nanos(now.saturating_sub(since)));
+        thread.wait.waited = (!waited.is_zero()).then_some(waited);
+        // This dump's signal switches it once more, if the handler ran.
+        let signalled = u64::from(thread.record.pause.is_some());
+        next.insert(
+            thread.tid,
+            Seen {
+                identity,
+                switches_next: count + signalled,
+                cpu,
+                since,
+            },
+        );
+    }
+    *seen = next;
+}
+
+/// The system call a thread waits in, with its arguments and the address just after the
+/// instruction (the handler sees a restarting call's pc on the instruction itself).
+fn identity_of(thread: &ThreadReport) -> Option<Identity> {
+    let call = thread.record.syscall?;
+    let regs = thread.record.regs?;
+    let pc = match call.phase {
+        Phase::Restarting => regs.pc.wrapping_add(super::record::INSN),
+        Phase::Waiting | Phase::Interrupted { .. } => regs.pc,
+    };
+    Some((call.number?, call.args, pc))
+}
+
+/// How many lock lines a summary lists before it says how many more there are.
+const SUMMARY_LOCKS: usize = 12;
+
+/// One lock as the summary and `locks` see it: every thread waiting on it.
+pub(crate) struct LockGroup<'a> {
+    pub(crate) waiters: Vec<&'a ThreadReport>,
+}
+
+impl LockGroup<'_> {
+    fn first(&self) -> &Wait {
+        &self.waiters[0].wait
+    }
+
+    /// `Mutex POOL`, `RwLock TABLE (1 to write, 2 to read)`.
+    pub(crate) fn title(&self) -> String {
+        let wait = self.first();
+        let (reads, writes) = self.waiters.iter().fold((0, 0), |(r, w), t| match t.wait.kind {
+            Kind::RwLockRead | Kind::ParkingLotRwLockRead => (r + 1, w),
+            Kind::RwLockWrite | Kind::ParkingLotRwLockWrite => (r, w + 1),
+            _ => (r, w),
+        });
+        let primitive = match wait.kind {
+            Kind::RwLockRead | Kind::RwLockWrite => "RwLock",
+            Kind::ParkingLotRwLockRead | Kind::ParkingLotRwLockWrite => "parking_lot RwLock",
+            _ => wait.primitive(),
+        };
+        let mut title = format!("{primitive} {}", wait.lock_name());
+        if reads + writes > 0 {
+            title.push_str(&format!(" ({writes} to write, {reads} to read)"));
+        }
+        title
+    }
+}
+
+/// Threads waiting on locks, one group per lock (the word, else the name), most waiters first.
+pub(crate) fn lock_groups(threads: &[ThreadReport]) -> Vec<LockGroup<'_>> {
+    let mut groups: Vec<LockGroup<'_>> = Vec::new();
+    let mut index: HashMap<(Option<usize>, Option<&str>), usize> = HashMap::new();
+    for thread in threads.iter().filter(|t| t.wait.is_lock()) {
+        // An RwLock's readers and writers wait on words 4 bytes apart: one lock.
+        let word = thread.wait.word.map(|w| match thread.wait.kind {
+            Kind::RwLockWrite => w.wrapping_sub(4),
+            _ => w,
+        });
+        let key = match (&thread.wait.object, word) {
+            (Some(object), _) => (None, Some(object.as_str())),
+            (None, word) => (word, None),
+        };
+        match index.get(&key) {
+            Some(&g) => groups[g].waiters.push(thread),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(LockGroup {
+                    waiters: vec![thread],
+                });
+            }
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.waiters.len()));
+    groups
+}
+
+/// The summary at the top of a dump: one line of counts, the locks waited on, and what to look
+/// at first. At most about 20 lines whatever the number of threads.
+pub(crate) fn summary(threads: &[ThreadReport], names: &dyn Fn(i32) -> Option<String>, out: &mut String) {
+    use std::fmt::Write as _;
+    let (mut running, mut idle, mut locked, mut io, mut event, mut sleeping, mut other) =
+        (0, 0, 0, 0, 0, 0, 0);
+    for thread in threads {
+        let wait = &thread.wait;
+        match wait.kind {
+            _ if wait.idle.is_some() => idle += 1,
+            Kind::Running => running += 1,
+            _ if wait.is_lock() => locked += 1,
+            Kind::Io(_) | Kind::Poll | Kind::Epoll => io += 1,
+            Kind::Condvar
+            | Kind::ParkingLotCondvar
+            | Kind::PthreadCondvar
+            | Kind::Receive
+            | Kind::Send
+            | Kind::Join
+            | Kind::Park
+            | Kind::Futex
+            | Kind::Signal
+            | Kind::Child => event += 1,
+            Kind::Sleep => sleeping += 1,
+            _ => other += 1,
+        }
+    }
+    let groups = lock_groups(threads);
+    let mut parts = vec![format!("{running} running")];
+    let mut add = |n: usize, what: String| {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    };
+    add(idle, "idle".to_owned());
+    add(
+        locked,
+        format!(
+            "waiting on {} lock{}",
+            groups.len(),
+            if groups.len() == 1 { "" } else { "s" }
+        ),
+    );
+    add(io, "in I/O".to_owned());
+    add(
+        event,
+        "waiting for an event (condvar, channel, join, park)".to_owned(),
+    );
+    add(sleeping, "sleeping".to_owned());
+    add(other, "other".to_owned());
+    let _ = writeln!(out, "Summary: {} threads: {}.", threads.len(), parts.join(", "));
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  Locks waited on, most waiters first:");
+    for group in groups.iter().take(SUMMARY_LOCKS) {
+        let mut line = format!("  {:>5}  {}", group.waiters.len(), group.title());
+        if let Some(holder) = group.waiters.iter().find_map(|t| t.wait.holder.as_ref()) {
+            line.push_str(&format!(", held by {}", who(holder.tid, names)));
+        }
+        if let Some(longest) = group.waiters.iter().filter_map(|t| t.wait.waited).max() {
+            line.push_str(&format!("; longest wait {}", crate::text::wait_duration(longest)));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if groups.len() > SUMMARY_LOCKS {
+        let rest: usize = groups[SUMMARY_LOCKS..].iter().map(|g| g.waiters.len()).sum();
+        let _ = writeln!(
+            out,
+            "  {:>5}  on {} more locks (\"locks\" lists them all)",
+            rest,
+            groups.len() - SUMMARY_LOCKS
+        );
+    }
+    // What to look at first: a holder that is itself stuck, else the busiest lock.
+    let by_tid: HashMap<i32, &ThreadReport> = threads.iter().map(|t| (t.tid, t)).collect();
+    let stuck_holder = groups.iter().find_map(|g| {
+        let holder = g.waiters.iter().find_map(|t| t.wait.holder.as_ref())?;
+        let held_by = by_tid.get(&holder.tid)?;
+        (held_by.wait.kind != Kind::Running).then(|| {
+            format!(
+                "{} waits on {}, held by {}, which is {}",
+                if g.waiters.len() == 1 {
+                    format!("thread {}", who(g.waiters[0].tid, names))
+                } else {
+                    format!("{} threads", g.waiters.len())
+                },
+                g.title(),
+                who(holder.tid, names),
+                held_by.wait.describe(held_by.state, names, None)
+            )
+        })
+    });
+    let look = stuck_holder.or_else(|| {
+        let busiest = groups.first().filter(|g| g.waiters.len() > 1)?;
+        Some(format!(
+            "{} threads wait on {}; \"locks\" shows where",
+            busiest.waiters.len(),
+            busiest.title()
+        ))
+    });
+    if let Some(look) = look {
+        let _ = writeln!(out, "  Look first: {look}. \"doctor\" draws conclusions.");
+    }
+}
+
+fn who(tid: i32, names: &dyn Fn(i32) -> Option<String>) -> String {
+    match names(tid) {
+        Some(name) => format!("{tid} \"{}\"", crate::text::escape_controls(&name)),
+        None => tid.to_string(),
+    }
+}
+
+/// The `struct timespec` at `address`, as a length.
+fn timespec_at(address: usize) -> Option<Duration> {
+    let bytes = peek::<16>(address)?;
+    let (secs, nanos) = bytes.split_at(8);
+    let secs = u64::try_from(i64::from_ne_bytes(secs.try_into().ok()?)).ok()?;
+    let nanos = u32::try_from(i64::from_ne_bytes(nanos.try_into().ok()?)).ok()?;
+    (nanos < 1_000_000_000).then(|| Duration::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn at(name: &str, file: &str) -> Symbol {
+        Symbol {
+            name: Some(name.to_owned()),
+            file: Some(PathBuf::from(file)),
+            line: Some(1),
+            column: None,
+        }
+    }
+
+    fn kind_of(frames: &[Symbol]) -> Option<Kind> {
+        frame_facts(&frames.iter().collect::<Vec<_>>()).kind
+    }
+
+    #[test]
+    fn std_primitives_are_told_from_their_frames() {
+        let lib = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src";
+        let mutex = [
+            at(
+                "std::sys::pal::unix::futex::futex_wait",
+                &format!("{lib}/sys/pal/unix/futex.rs"),
+            ),
+            at(
+                "std::sys::sync::mutex::futex::Mutex::lock_contended",
+                &format!("{lib}/sys/sync/mutex/futex.rs"),
+            ),
+            at("app::work", "src/main.rs"),
+        ];
+        assert_eq!(kind_of(&mutex), Some(Kind::Mutex));
+        let read = [at("read_contended", &format!("{lib}/sys/sync/rwlock/futex.rs"))];
+        assert_eq!(kind_of(&read), Some(Kind::RwLockRead));
+        let write = [at("write_contended", &format!("{lib}/sys/sync/rwlock/futex.rs"))];
+        assert_eq!(kind_of(&write), Some(Kind::RwLockWrite));
+        // A channel parks: the park is generic, the receive is what the program did.
+        let recv = [
+            at(
+                "std::sys::sync::thread_parking::futex::Parker::park",
+                &format!("{lib}/sys/sync/thread_parking/futex.rs"),
+            ),
+            at(
+                "std::sync::mpmc::context::Context::wait_until",
+                &format!("{lib}/sync/mpmc/context.rs"),
+            ),
+            at(
+                "std::sync::mpmc::list::Channel<T>::recv",
+                &format!("{lib}/sync/mpmc/list.rs"),
+            ),
+            at("app::consume", "src/main.rs"),
+        ];
+        assert_eq!(kind_of(&recv), Some(Kind::Receive));
+        let park = [
+            at(
+                "std::sys::sync::thread_parking::futex::Parker::park",
+                &format!("{lib}/sys/sync/thread_parking/futex.rs"),
+            ),
+            at("std::thread::park", &format!("{lib}/thread/mod.rs")),
+            at("app::wait", "src/main.rs"),
+        ];
+        assert_eq!(kind_of(&park), Some(Kind::Park));
+        let join = [
+            at("__futex_abstimed_wait_common", "./nptl/futex-internal.c"),
+            at("__pthread_clockjoin_ex", "./nptl/pthread_join_common.c"),
+            at("std::thread::JoinInner<T>::join", &format!("{lib}/thread/mod.rs")),
+        ];
+        assert_eq!(kind_of(&join), Some(Kind::Join));
+        let glibc = [
+            at("__lll_lock_wait", "./nptl/lowlevellock.c"),
+            at("pthread_mutex_lock", ""),
+        ];
+        assert_eq!(kind_of(&glibc), Some(Kind::PthreadMutex));
+        let app_only = [at("app::compute", "src/main.rs")];
+        assert_eq!(kind_of(&app_only), None);
+    }
+
+    #[test]
+    fn the_header_says_what_holds_and_how_long() {
+        let mut wait = Wait::of(Kind::Mutex);
+        wait.object = Some("DB_POOL".to_owned());
+        wait.holder = Some(Holder {
+            tid: 4242,
+            source: "test",
+            since: None,
+            at: None,
+        });
+        let names = |tid: i32| (tid == 4242).then(|| "flusher".to_owned());
+        let long = Some((Duration::from_millis(12_400), Duration::from_millis(12_400)));
+        assert_eq!(
+            wait.describe(Some('S'), &names, long),
+            "waiting 12.4 s on Mutex DB_POOL, held by 4242 \"flusher\""
+        );
+        wait.holder = None;
+        wait.object = None;
+        wait.word = Some(0x55aa_0010);
+        assert_eq!(
+            wait.describe(Some('S'), &names, None),
+            "waiting on Mutex 0x55aa0010"
+        );
+        // A name from the program is escaped for the terminal.
+        wait.object = Some("EVIL\x1b[2J".to_owned());
+        assert!(!wait.describe(Some('S'), &names, None).contains('\x1b'));
+        let mut read = Wait::of(Kind::Io(Io::Read));
+        read.fd = Some((3, Some("pipe:[161869]".to_owned())));
+        assert_eq!(
+            read.describe(Some('S'), &names, None),
+            "reading fd 3 (pipe:[161869])"
+        );
+        assert_eq!(
+            Wait::of(Kind::Unknown).describe(Some('S'), &names, None),
+            "sleeping"
+        );
+        assert_eq!(
+            Wait::of(Kind::Running).describe(Some('R'), &names, None),
+            "running"
+        );
+        assert_eq!(
+            Wait::of(Kind::Mutex).describe(Some('T'), &names, None),
+            "stopped; waiting on Mutex (unknown)"
+        );
+    }
+
+    #[test]
+    fn readers_of_one_pipe_through_their_own_descriptors_are_one_group() {
+        let names = |_: i32| None;
+        let reader = |fd: i32| {
+            let mut wait = Wait::of(Kind::Io(Io::Read));
+            wait.fd = Some((fd, Some("pipe:[77]".to_owned())));
+            wait
+        };
+        let (a, b, c, d, e) = (reader(11), reader(12), reader(13), reader(14), reader(12));
+        assert_eq!(a.group_key(Some('S'), &names), b.group_key(Some('S'), &names));
+        let mut other_pipe = reader(11);
+        other_pipe.fd = Some((11, Some("pipe:[78]".to_owned())));
+        assert_ne!(
+            a.group_key(Some('S'), &names),
+            other_pipe.group_key(Some('S'), &names)
+        );
+        assert_eq!(
+            Wait::describe_group(&[&a, &b, &e], Some('S'), &names, None),
+            "reading fd 11, 12 (pipe:[77])"
+        );
+        assert_eq!(
+            Wait::describe_group(&[&a, &b, &c, &d], Some('S'), &names, None),
+            "reading fd 11, 12, 13 and 1 more (pipe:[77])"
+        );
+        assert_eq!(
+            Wait::describe_group(&[&b, &e], Some('S'), &names, None),
+            "reading fd 12 (pipe:[77])"
+        );
+    }
+
+    #[test]
+    fn a_pi_futex_names_its_owner_from_the_word() {
+        // A word as the kernel keeps it for a PI mutex: FUTEX_WAITERS | owner tid.
+        let word: u32 = 0x8000_7aa8;
+        let call = Syscall {
+            number: Some(libc::SYS_futex),
+            args: [
+                Some(std::ptr::from_ref(&word) as usize),
+                Some(0x86),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+            ],
+            phase: Phase::Restarting,
+            from: super::super::record::Source::Handler,
+        };
+        let mut wait = Wait::of(Kind::Unknown);
+        let mut lookup = Lookup {
+            exposed: Vec::new(),
+            fds: HashMap::new(),
+            objects: HashMap::new(),
+        };
+        from_syscall(&call, &mut wait, &mut lookup);
+        assert_eq!(wait.kind, Kind::PiMutex);
+        assert_eq!(wait.timed, Some(false));
+        if super::super::read_memory(std::ptr::from_ref(&word) as usize, &mut [0u8; 4]) == 4 {
+            assert_eq!(wait.holder.map(|h| h.tid), Some(0x7aa8));
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Why threads wait, end to end: real threads put into known waits (tests/support/waits_host.rs),
+//! then the dump's headers, its summary and the machine-mode facts are checked against what
+//! each thread really does.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{App, Client, unique_socket};
+
+fn host() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_manhole-waits-host"))
+}
+
+fn start(scenarios: &[&str]) -> App {
+    let socket = unique_socket("waits");
+    App::start(host().arg("--socket").arg(&socket).args(scenarios)).expect("the host starts")
+}
+
+/// The header line of the thread named `name` (`Thread 4251 "worker-3" (…):`).
+fn header<'a>(dump: &'a str, name: &str) -> &'a str {
+    dump.lines()
+        .find(|l| l.starts_with("Thread ") && l.contains(&format!(" \"{name}\" (")))
+        .unwrap_or_else(|| panic!("no thread {name}:\n{dump}"))
+}
+
+/// The id of the thread named `name`, from its header or a group's member list.
+fn tid_of(dump: &str, name: &str) -> String {
+    let needle = format!(" \"{name}\"");
+    dump.lines()
+        .find_map(|l| {
+            let at = l.find(&needle)?;
+            l[..at]
+                .rsplit([' ', ','])
+                .find(|w| !w.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no thread {name}:\n{dump}"))
+}
+
+/// The summary: from its first line to the blank line after it.
+fn summary(dump: &str) -> Vec<&str> {
+    dump.lines()
+        .skip_while(|l| !l.starts_with("Summary: "))
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+/// The length in a header or summary (`740 ms`, `12.4 s`, `4m 10s`).
+fn length(text: &str) -> Duration {
+    let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
+    match unit {
+        "ms" => Duration::from_millis(number.parse().expect("ms")),
+        "s" => Duration::from_secs_f64(number.parse().expect("s")),
+        _ => {
+            // "4m 10s"
+            let minutes: u64 = number.trim_end_matches('m').parse().expect("m");
+            let seconds: u64 = unit.trim_end_matches('s').parse().expect("s");
+            Duration::from_secs(minutes * 60 + seconds)
+        }
+    }
+}
+
+#[test]
+fn every_thread_says_what_it_waits_on() {
+    let fifo = unique_socket("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let mut app = start(&[
+        "abba-std",
+        "pile",
+        "50",
+        "rw",
+        "join",
+        "spin",
+        "fifo",
+        fifo.to_str().unwrap(),
+        "pthread",
+        "condvar",
+        "channel",
+        "sleep",
+    ]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+
+    // std's Mutex records no owner: the lock is named, never a holder.
+    assert!(
+        header(&dump, "abba-1").ends_with("(waiting on Mutex LOCK_B):"),
+        "{dump}"
+    );
+    assert!(
+        header(&dump, "abba-2").ends_with("(waiting on Mutex LOCK_A):"),
+        "{dump}"
+    );
+    assert!(!header(&dump, "abba-1").contains("held by"), "{dump}");
+    // Fifty waiters on one exposed static: one group, one summary line.
+    assert!(
+        header(&dump, "pile-0").ends_with("(waiting on Mutex POOL):"),
+        "{dump}"
+    );
+    assert!(dump.contains("  and 49 more with this stack:\n"), "{dump}");
+    // A writer queued behind a reader, and a reader queued behind the writer.
+    assert!(
+        header(&dump, "rw-writer").ends_with("(waiting on RwLock (to write) TABLE):"),
+        "{dump}"
+    );
+    assert!(
+        header(&dump, "rw-reader-2").ends_with("(waiting on RwLock (to read) TABLE):"),
+        "{dump}"
+    );
+    // A join names the joined thread: the futex value is its id.
+    let stuck = tid_of(&dump, "stuck");
+    assert!(
+        header(&dump, "joiner").ends_with(&format!("(joining thread {stuck} \"stuck\"):")),
+        "{dump}"
+    );
+    assert!(header(&dump, "spinner").ends_with("(running):"), "{dump}");
+    assert!(
+        header(&dump, "fifo-reader").contains("(reading fd ")
+            && header(&dump, "fifo-reader").ends_with(&format!(" ({})):", fifo.display())),
+        "{dump}"
+    );
+    // glibc records the owner of its mutex: that holder is certain.
+    let c_holder = tid_of(&dump, "c-holder");
+    assert!(
+        header(&dump, "c-waiter").ends_with(&format!(
+            "(waiting on pthread mutex C_MUTEX, held by {c_holder} \"c-holder\"):"
+        )),
+        "{dump}"
+    );
+    assert!(
+        header(&dump, "cv-waiter").ends_with("(waiting on Condvar READY):"),
+        "{dump}"
+    );
+    assert!(
+        header(&dump, "rx").ends_with("(waiting to receive on a channel):"),
+        "{dump}"
+    );
+    assert!(header(&dump, "sleeper").contains("(sleeping (a 59m "), "{dump}");
+    assert!(
+        header(&dump, "manhole").ends_with("(idle: manhole's listener, waiting for a client):"),
+        "{dump}"
+    );
+
+    let top = summary(&dump);
+    assert!(top[0].contains(" waiting on 5 locks"), "{top:#?}");
+    assert!(top[0].contains("2 running"), "{top:#?}");
+    let pool = top
+        .iter()
+        .find(|l| l.contains("Mutex POOL"))
+        .expect("POOL listed");
+    assert_eq!(pool.split_whitespace().next(), Some("50"), "{top:#?}");
+    assert!(
+        top.iter().any(|l| l
+            .trim_start()
+            .starts_with("2  RwLock TABLE (1 to write, 1 to read)")),
+        "{top:#?}"
+    );
+    assert!(
+        top.iter().any(|l| l.contains("pthread mutex C_MUTEX")
+            && l.contains(&format!("held by {c_holder} \"c-holder\""))),
+        "{top:#?}"
+    );
+    assert!(top.iter().any(|l| l.starts_with("  Look first: ")), "{top:#?}");
+
+    // The same facts in machine mode, for tools.
+    client.send(b"machine\n");
+    client.read_until("\n");
+    client.send(b"stacks\n");
+    let doc: Value = serde_json::from_str(&client.read_until("\n")).expect("one JSON document");
+    let threads = doc["data"]["threads"].as_array().expect("threads");
+    let wait_of = |name: &str| {
+        threads
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["wait"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {doc}"))
+    };
+    let c_waiter = wait_of("c-waiter");
+    assert_eq!(c_waiter["kind"], "pthread_mutex", "{c_waiter}");
+    assert_eq!(c_waiter["object"], "C_MUTEX", "{c_waiter}");
+    assert_eq!(c_waiter["holder"]["tid"].to_string(), c_holder, "{c_waiter}");
+    assert_eq!(c_waiter["holder"]["name"], "c-holder", "{c_waiter}");
+    assert_eq!(c_waiter["timed"], false, "{c_waiter}");
+    let abba = wait_of("abba-1");
+    assert_eq!(abba["kind"], "mutex", "{abba}");
+    assert_eq!(abba["holder"], Value::Null, "{abba}");
+    assert!(
+        abba["word"].as_str().is_some_and(|w| w.starts_with("0x")),
+        "{abba}"
+    );
+    let reader = wait_of("fifo-reader");
+    assert_eq!(reader["kind"], "read", "{reader}");
+    assert_eq!(reader["fd_target"], fifo.to_str().unwrap(), "{reader}");
+    assert_eq!(wait_of("joiner")["holder"]["tid"].to_string(), stuck);
+
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+    let _ = std::fs::remove_file(&fifo);
+}
+
+/// Each dump wakes every thread with its signal, so "how long" must survive dumps: a thread
+/// found in the same wait by every dump keeps its clock, and the clock never runs ahead of the
+/// truth.
+#[test]
+fn how_long_a_thread_waits_survives_the_dumps_and_stays_a_lower_bound() {
+    let spawned = Instant::now();
+    let mut app = start(&["pile", "20"]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    std::thread::sleep(Duration::from_millis(1200));
+    client.command("stacks");
+    std::thread::sleep(Duration::from_millis(1200));
+    let asked = Instant::now();
+    let dump = client.command("stacks");
+    let since_spawn = spawned.elapsed();
+    let line = summary(&dump)
+        .into_iter()
+        .find(|l| l.contains("Mutex POOL"))
+        .unwrap_or_else(|| panic!("POOL in the summary:\n{dump}"))
+        .to_owned();
+    let longest = length(
+        line.split("longest wait ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("a longest wait: {line}")),
+    );
+    // Every waiter was blocked before `ready`, and stayed in the same wait through 3 dumps.
+    assert!(
+        longest >= Duration::from_millis(2000),
+        "the wait's clock restarted at a dump: {line}"
+    );
+    assert!(
+        longest <= since_spawn,
+        "more than the truth ({since_spawn:?} since the host started, asked {:?} ago): {line}",
+        asked.elapsed()
+    );
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}
+
+#[test]
+fn the_summary_of_a_thousand_threads_fits_a_screen() {
+    let mut app = start(&["many", "1000", "pile", "30", "abba-std", "rw", "pthread", "spin"]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+    let top = summary(&dump);
+    assert!(top.len() <= 25, "{} lines:\n{}", top.len(), top.join("\n"));
+    assert!(top[0].starts_with("Summary: 10"), "{top:#?}");
+    assert!(top[0].contains("1000 waiting for an event"), "{top:#?}");
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}
