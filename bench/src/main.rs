@@ -11,7 +11,7 @@
 //! (wake-ups of manhole's threads), `install` (time and memory), `roundtrip` (command round trips
 //! on one connection and on 16), `throughput` (the program's CPU-bound work while a client dumps
 //! stacks at 10 Hz), `memory` (RSS of the first and a warm dump, and after the last session),
-//! `size` (bytes manhole adds to a binary). Each runs fresh processes of this
+//! `size` (bytes manhole adds to a binary), `sync` (`manhole::sync` locks against std's). Each (but `sync`, which times locks in place) runs fresh processes of this
 //! binary (`serve N`, `install-probe`, …); nothing is measured inside `cargo test`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -25,11 +25,12 @@ mod report;
 mod roundtrip;
 mod size;
 mod stacks;
+mod sync;
 mod throughput;
 mod workload;
 
 /// The benchmarks, in the order they run.
-const BENCHMARKS: [&str; 7] = [
+const BENCHMARKS: [&str; 8] = [
     "stacks",
     "idle",
     "install",
@@ -37,6 +38,7 @@ const BENCHMARKS: [&str; 7] = [
     "roundtrip",
     "throughput",
     "size",
+    "sync",
 ];
 
 fn main() {
@@ -83,6 +85,7 @@ fn main() {
             "memory" => memory::run(&mut report),
             "roundtrip" => roundtrip::run(&mut report),
             "throughput" => throughput::run(&mut report),
+            "sync" => sync::run(&mut report),
             _ => size::run(&mut report),
         }
     }

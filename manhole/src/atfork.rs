@@ -19,6 +19,8 @@ use std::sync::{Once, OnceLock};
 /// When a hook runs in the child, first to last.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Phase {
+    /// Forget the thread ids `sync` caches per thread: the forking thread has a new one here.
+    ThreadIds,
     /// Make the stack-dump state usable (a dump in progress at the fork is abandoned).
     Stacks,
     /// Put the program's own stderr back if the tee had replaced it (before the saved copy's

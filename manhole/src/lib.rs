@@ -53,6 +53,9 @@
 //! The same dump is available to the program itself with [`dump_stacktraces`], for watchdogs
 //! and logs.
 //!
+//! [`sync::Mutex`] and [`sync::RwLock`] are drop-in replacements for std's that record who holds
+//! them, so that `print` of a held one (and a dump) can say which thread took it, when and where.
+//!
 //! # How stacks are taken
 //! Each thread is sent a real-time signal (the highest one nothing else handles, or
 //! [`Options::stack_signal`]) and copies its registers and live stack in a few microseconds,
@@ -148,6 +151,7 @@ mod socket_file;
 mod spawn;
 mod stacks;
 mod stderr_tee;
+pub mod sync;
 mod sys;
 mod text;
 mod trigger;

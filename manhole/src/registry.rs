@@ -146,6 +146,9 @@ pub enum Shown {
     },
     /// Behind a lock held elsewhere, still after retrying for a moment.
     Locked,
+    /// Behind a [`crate::sync`] lock held elsewhere, still after retrying for a moment: who
+    /// holds it (`locked by 4242 "flusher" for 1.2 s, taken at src/db.rs:88`).
+    LockedBy(String),
     /// A `LazyLock` or `OnceLock` the program has not initialised: reading it would run the
     /// program's initializer. (std cannot tell a `LazyLock` whose initializer panicked from one
     /// never used; neither is forced.)
@@ -164,6 +167,7 @@ impl Shown {
             } => text.clone(),
             Shown::Value { text, poisoned: true } => format!("{text} (poisoned)"),
             Shown::Locked => "<locked>".to_owned(),
+            Shown::LockedBy(holder) => format!("<{holder}>"),
             Shown::Uninit => "<not initialised yet>".to_owned(),
             Shown::Panicked(message) => format!("<Debug panicked: {message}>"),
         }
@@ -209,8 +213,12 @@ pub(crate) fn show_debug(value: &(dyn Debug + Sync)) -> Shown {
 
 /// Shows what a lock guards: takes the guard itself (retrying a lock held elsewhere for a
 /// moment), formats behind it with any panic caught before the guard is dropped, and leaves a
-/// poisoned lock poisoned (showing its value).
-fn show_guarded<G: std::ops::Deref>(mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>) -> Shown
+/// poisoned lock poisoned (showing its value). A lock still held at the end is shown by
+/// `locked`.
+fn show_guarded<G: std::ops::Deref>(
+    mut try_guard: impl FnMut() -> Result<G, TryLockError<G>>,
+    locked: impl FnOnce() -> Shown,
+) -> Shown
 where
     G::Target: Debug,
 {
@@ -223,7 +231,7 @@ where
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-            Err(TryLockError::WouldBlock) => return Shown::Locked,
+            Err(TryLockError::WouldBlock) => return locked(),
         };
         let text = debug_caught(&*guard, true);
         drop(guard);
@@ -276,13 +284,13 @@ pub trait ShowCellLock {
 
 impl<T: Debug, F: FnOnce() -> Mutex<T>> ShowCellLock for &&Probe<'_, LazyLock<Mutex<T>, F>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
-        lazy_get(self.0).map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock()))
+        lazy_get(self.0).map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock(), || Shown::Locked))
     }
 }
 
 impl<T: Debug, F: FnOnce() -> RwLock<T>> ShowCellLock for &&Probe<'_, LazyLock<RwLock<T>, F>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
-        lazy_get(self.0).map_or(Shown::Uninit, |l| show_guarded(|| l.try_read()))
+        lazy_get(self.0).map_or(Shown::Uninit, |l| show_guarded(|| l.try_read(), || Shown::Locked))
     }
 }
 
@@ -290,7 +298,7 @@ impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<Mutex<T>>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
         self.0
             .get()
-            .map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock()))
+            .map_or(Shown::Uninit, |m| show_guarded(|| m.try_lock(), || Shown::Locked))
     }
 }
 
@@ -298,7 +306,35 @@ impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<RwLock<T>>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
         self.0
             .get()
-            .map_or(Shown::Uninit, |l| show_guarded(|| l.try_read()))
+            .map_or(Shown::Uninit, |l| show_guarded(|| l.try_read(), || Shown::Locked))
+    }
+}
+
+impl<T: Debug, F: FnOnce() -> crate::sync::Mutex<T>> ShowCellLock
+    for &&Probe<'_, LazyLock<crate::sync::Mutex<T>, F>>
+{
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        lazy_get(self.0).map_or(Shown::Uninit, show_sync_mutex)
+    }
+}
+
+impl<T: Debug, F: FnOnce() -> crate::sync::RwLock<T>> ShowCellLock
+    for &&Probe<'_, LazyLock<crate::sync::RwLock<T>, F>>
+{
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        lazy_get(self.0).map_or(Shown::Uninit, show_sync_rwlock)
+    }
+}
+
+impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<crate::sync::Mutex<T>>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        self.0.get().map_or(Shown::Uninit, show_sync_mutex)
+    }
+}
+
+impl<T: Debug> ShowCellLock for &&Probe<'_, OnceLock<crate::sync::RwLock<T>>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        self.0.get().map_or(Shown::Uninit, show_sync_rwlock)
     }
 }
 
@@ -310,13 +346,38 @@ pub trait ShowLockOrCell {
 
 impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, Mutex<T>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
-        show_guarded(|| self.0.try_lock())
+        show_guarded(|| self.0.try_lock(), || Shown::Locked)
     }
 }
 
 impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, RwLock<T>> {
     fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
-        show_guarded(|| self.0.try_read())
+        show_guarded(|| self.0.try_read(), || Shown::Locked)
+    }
+}
+
+/// Who holds a [`crate::sync`] lock that stayed held; `<locked>` if it was let go meanwhile.
+fn locked_by(held: Option<crate::sync::Held>) -> Shown {
+    held.map_or(Shown::Locked, |held| Shown::LockedBy(held.describe()))
+}
+
+fn show_sync_mutex<T: Debug + ?Sized>(m: &crate::sync::Mutex<T>) -> Shown {
+    show_guarded(|| m.try_lock(), || locked_by(m.held()))
+}
+
+fn show_sync_rwlock<T: Debug + ?Sized>(l: &crate::sync::RwLock<T>) -> Shown {
+    show_guarded(|| l.try_read(), || locked_by(l.held()))
+}
+
+impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, crate::sync::Mutex<T>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        show_sync_mutex(self.0)
+    }
+}
+
+impl<T: Debug + ?Sized> ShowLockOrCell for &Probe<'_, crate::sync::RwLock<T>> {
+    fn show(&self, _: fn() -> &'static (dyn Debug + Sync)) -> Shown {
+        show_sync_rwlock(self.0)
     }
 }
 
@@ -466,6 +527,26 @@ where
 }
 
 impl<T> Settable for RwLock<T>
+where
+    T: FromStr + Debug,
+    T::Err: Display,
+{
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
+        set_locked(text, || self.try_write())
+    }
+}
+
+impl<T> Settable for crate::sync::Mutex<T>
+where
+    T: FromStr + Debug,
+    T::Err: Display,
+{
+    fn set_from_str(&self, text: &str) -> Result<(String, String), SetError> {
+        set_locked(text, || self.try_lock())
+    }
+}
+
+impl<T> Settable for crate::sync::RwLock<T>
 where
     T: FromStr + Debug,
     T::Err: Display,
@@ -684,6 +765,82 @@ mod tests {
         drop(guard);
         static PLAIN: AtomicU8 = AtomicU8::new(5);
         assert_eq!(show!(PLAIN), value("5"));
+    }
+
+    /// The calling thread's kernel id, from `/proc/thread-self` (`PID/task/TID`).
+    fn own_tid() -> i32 {
+        std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|link| link.file_name()?.to_str()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Holds what `take` locks on a thread named `name` until the sender is dropped or sent
+    /// to; returns that thread's id and the line that took the lock.
+    fn hold_on_thread<G: 'static>(
+        name: &str,
+        take: impl FnOnce() -> (G, u32) + Send + 'static,
+    ) -> (i32, u32, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (told, tell) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let (guard, line) = take();
+                let _ = told.send((own_tid(), line));
+                let _ = released.recv();
+                drop(guard);
+            })
+            .expect("spawn");
+        let (tid, line) = tell.recv().expect("locked");
+        (tid, line, release, thread)
+    }
+
+    #[test]
+    fn sync_locks_show_like_std_and_say_who_holds_them() {
+        static M: crate::sync::Mutex<String> = crate::sync::Mutex::new(String::new());
+        static R: crate::sync::RwLock<u8> = crate::sync::RwLock::new(3);
+        assert_eq!(show!(M), value("\"\""));
+        assert_eq!(show!(R), value("3"));
+        assert_eq!(M.set_from_str("fast"), Ok(("\"\"".into(), "\"fast\"".into())));
+        assert_eq!(R.set_from_str("4"), Ok(("3".into(), "4".into())));
+
+        let (tid, line, release, holder) = hold_on_thread("m-flusher", || (M.lock(), line!()));
+        let shown = show!(M).text();
+        assert!(
+            shown.starts_with(&format!("<locked by {tid} \"m-flusher\" for "))
+                && shown.ends_with(&format!(" s, taken at {}:{line}>", file!())),
+            "{shown}"
+        );
+        assert_eq!(M.set_from_str("slow").map_err(|e| e.code()), Err("locked"));
+        let _ = release.send(());
+        holder.join().expect("holder");
+        assert_eq!(show!(M), value("\"fast\""));
+
+        let (tid, line, release, holder) = hold_on_thread("rw-writer", || (R.write(), line!()));
+        let shown = show!(R).text();
+        assert!(
+            shown.starts_with(&format!("<write-locked by {tid} \"rw-writer\" for "))
+                && shown.ends_with(&format!(", taken at {}:{line}>", file!())),
+            "{shown}"
+        );
+        drop(release);
+        holder.join().expect("holder");
+
+        // Poisoned: the value, still poisoned, as with std's.
+        let _ = std::thread::spawn(|| {
+            let _guard = M.lock();
+            panic!("the program's own panic");
+        })
+        .join();
+        assert_eq!(show!(M).text(), "\"fast\" (poisoned)");
+        assert!(M.is_poisoned());
+        static LAZY: LazyLock<crate::sync::Mutex<u8>> = LazyLock::new(|| crate::sync::Mutex::new(1));
+        static ONCE: OnceLock<crate::sync::RwLock<u8>> = OnceLock::new();
+        assert_eq!((show!(LAZY), show!(ONCE)), (Shown::Uninit, Shown::Uninit));
+        LazyLock::force(&LAZY);
+        let _ = ONCE.set(crate::sync::RwLock::new(2));
+        assert_eq!((show!(LAZY), show!(ONCE)), (value("1"), value("2")));
     }
 
     #[test]

@@ -546,15 +546,79 @@ pub(crate) fn unlink_at(dir: RawFd, name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies memory of this process at `address` into `out` through the kernel
+/// (`process_vm_readv` on our own pid): memory that is unmapped or was freed and given back
+/// is an error (EFAULT), never a fault. Returns the bytes copied (fewer at the end of a
+/// mapping). For reading objects that may go away at any moment, such as a lock on the heap.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn read_own_memory(address: usize, out: &mut [u8]) -> io::Result<usize> {
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: out.len(),
+    };
+    // SAFETY: the kernel checks every page of `remote` and fails with EFAULT instead of
+    // faulting; `local` is `out`, writable for its whole length and borrowed for the call.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Reading our own memory through the kernel is a Linux call.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn read_own_memory(_address: usize, _out: &mut [u8]) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const COARSE_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const COARSE_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+
+/// A cheap monotonic clock in nanoseconds: `CLOCK_MONOTONIC_COARSE` (read from the vDSO
+/// without a system call, at the kernel tick's resolution of a few milliseconds) where
+/// Linux has it, `CLOCK_MONOTONIC` elsewhere. 0 if the clock cannot be read.
+pub(crate) fn coarse_monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; it fails only for a
+    // clock the kernel does not know, which leaves `now` zero.
+    unsafe { libc::clock_gettime(COARSE_CLOCK, &mut now) };
+    timespec_ns(&now)
+}
+
+fn timespec_ns(t: &libc::timespec) -> u64 {
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+/// The resolution of [`coarse_monotonic_ns`], in nanoseconds.
+#[cfg(test)]
+pub(crate) fn coarse_monotonic_resolution_ns() -> u64 {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec through a valid pointer.
+    unsafe { libc::clock_getres(COARSE_CLOCK, &mut res) };
+    timespec_ns(&res)
+}
+
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-mod tests {
+pub(crate) mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
 
     /// Runs the ignored test `name` of this binary in a child process (its setxid broadcasts
-    /// interrupt every thread of its process, so never the test harness's own).
-    fn in_child(name: &str) {
+    /// interrupt every thread of its process, so never the test harness's own; `sync`'s fork
+    /// test likewise).
+    pub(crate) fn in_child(name: &str) {
         if std::env::var_os("MANHOLE_SYS_CHILD").is_some() {
             return;
         }
