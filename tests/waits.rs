@@ -203,6 +203,66 @@ fn every_thread_says_what_it_waits_on() {
     let _ = std::fs::remove_file(&fifo);
 }
 
+/// manhole::sync's locks record their holder: the dump names it, for how long, and where it was
+/// taken; for an RwLock held for reading, how many readers and which took the last read lock.
+#[test]
+fn the_sync_wrappers_name_who_holds_them() {
+    let mut app = start(&["abba-sync", "rw-sync"]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+    let (s1, s2) = (tid_of(&dump, "abba-s1"), tid_of(&dump, "abba-s2"));
+    let source = "tests/support/waits_host.rs";
+    for (waiter, lock, holder, name) in [
+        ("abba-s1", "SYNC_B", &s2, "abba-s2"),
+        ("abba-s2", "SYNC_A", &s1, "abba-s1"),
+    ] {
+        let line = header(&dump, waiter);
+        assert!(
+            line.contains(&format!("on Mutex {lock}, held by {holder} \"{name}\" for "))
+                && line.contains(&format!(", taken at {source}:")),
+            "{line}"
+        );
+    }
+    let reader = tid_of(&dump, "rws-reader");
+    let writer = header(&dump, "rws-writer");
+    assert!(
+        writer.contains("on RwLock (to write) SYNC_TABLE, held for reading by 1 thread for ")
+            && writer.contains(&format!(
+                "(the last read lock taken by {reader} \"rws-reader\", taken at {source}:"
+            )),
+        "{writer}"
+    );
+    client.send(b"machine\n");
+    client.read_until("\n");
+    client.send(b"stacks\n");
+    let doc: Value = serde_json::from_str(&client.read_until("\n")).expect("one JSON document");
+    let threads = doc["data"]["threads"].as_array().expect("threads");
+    let holder_of = |name: &str| {
+        threads
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["wait"]["holder"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {doc}"))
+    };
+    let held = holder_of("abba-s1");
+    assert_eq!(held["tid"].to_string(), s2, "{held}");
+    assert_eq!(held["certain"], true, "{held}");
+    assert!(held["since_ms"].as_u64().is_some(), "{held}");
+    assert!(
+        held["at"].as_str().is_some_and(|at| at.starts_with(source)),
+        "{held}"
+    );
+    let readers = holder_of("rws-writer");
+    assert_eq!(
+        (readers["readers"].as_u64(), readers["certain"].as_bool()),
+        (Some(1), Some(false)),
+        "{readers}"
+    );
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}
+
 /// Each dump wakes every thread with its signal, so "how long" must survive dumps: a thread
 /// found in the same wait by every dump keeps its clock, and the clock never runs ahead of the
 /// truth.

@@ -110,7 +110,7 @@ pub(crate) fn run(report: &mut Report) {
     println!("|---|---:|");
     println!("| `Instant::now()` (CLOCK_MONOTONIC) | {:.1} |", median(&instant));
     println!(
-        "| CLOCK_MONOTONIC_COARSE (what a lock stamps) | {:.1} |",
+        "| CLOCK_MONOTONIC_COARSE (what a lock stamps under contention) | {:.1} |",
         median(&coarse)
     );
     let mut res = libc::timespec {

@@ -37,9 +37,12 @@
 //!
 //! # Cost
 //! The lock itself is std's, inside. Taking one also stores the thread id (cached per
-//! thread), a coarse timestamp (`CLOCK_MONOTONIC_COARSE`, read without a system call) and the
-//! caller's location, and releasing it clears the id: a few plain atomic stores, plus one
-//! atomic increment and decrement for a read lock (the reader count). `manhole-bench sync`
+//! thread) and the caller's location, and releasing it clears the id: a few plain atomic
+//! stores, plus one atomic increment and decrement for a read lock (the reader count). The
+//! clock (`CLOCK_MONOTONIC_COARSE`, read without a system call, but as costly as std's whole
+//! uncontended lock) is read only under contention: a thread that finds the lock held stamps
+//! since when it has been held at least, and one that got it after waiting stamps when. So the
+//! locks that threads wait on, the ones a dump asks about, always say for how long. `manhole-bench sync`
 //! measures it against std's (BENCHMARKS.md). Each lock is 40 (Mutex) or 64 (RwLock) bytes
 //! larger than std's.
 //!
@@ -86,7 +89,11 @@ struct Header {
     inner_offset: u32,
     /// The holder's (for an RwLock: the writer's) kernel thread id; 0 when nobody holds it.
     tid: AtomicI32,
-    /// When it was taken, on the clock of [`sys::coarse_monotonic_ns`].
+    /// Since when it has been held at least, on the clock of [`sys::coarse_monotonic_ns`]; 0
+    /// for "not known". Only contention pays for the clock: a lock taken without waiting
+    /// stores 0, a thread that finds it held stamps the time it started waiting (if nobody did
+    /// before), and a thread that had to wait stamps when it got it. So for a lock that others
+    /// wait on, which is the one a dump asks about, it is always known.
     since: AtomicU64,
     /// The `#[track_caller]` location that took it: only ever null or a `&'static Location`.
     location: AtomicPtr<Location<'static>>,
@@ -107,14 +114,24 @@ impl Header {
         }
     }
 
-    /// Records the calling thread as the holder (the writer, for an RwLock).
+    /// Records the calling thread as the holder (the writer, for an RwLock), held since
+    /// `since` (0: not known, see [`Header::since`]).
     #[inline]
-    fn taken(&self, location: &'static Location<'static>) {
+    fn taken(&self, location: &'static Location<'static>, since: u64) {
         self.location
             .store(std::ptr::from_ref(location).cast_mut(), Relaxed);
-        self.since.store(sys::coarse_monotonic_ns(), Relaxed);
+        self.since.store(since, Relaxed);
         self.home.store(std::ptr::from_ref(self) as usize, Relaxed);
         self.tid.store(current_tid(), Relaxed);
+    }
+
+    /// A thread found it held and is about to wait: the holder has held it since now at
+    /// least, unless an earlier waiter said so already. (A holder that released it in between
+    /// overwrites this when it is taken again: at worst the stamp is early by the few
+    /// nanoseconds between the failed attempt and this.)
+    #[cold]
+    fn contended(since: &AtomicU64) {
+        let _ = since.compare_exchange(0, sys::coarse_monotonic_ns(), Relaxed, Relaxed);
     }
 
     /// Forgets the holder: called before std's lock is released.
@@ -156,13 +173,21 @@ impl RwHeader {
     }
 
     #[inline]
-    fn read_taken(&self, location: &'static Location<'static>) {
+    fn read_taken(&self, location: &'static Location<'static>, since: u64) {
         self.reader_location
             .store(std::ptr::from_ref(location).cast_mut(), Relaxed);
-        self.reader_since.store(sys::coarse_monotonic_ns(), Relaxed);
+        self.reader_since.store(since, Relaxed);
         self.writer.home.store(std::ptr::from_ref(self) as usize, Relaxed);
         self.reader_tid.store(current_tid(), Relaxed);
         self.readers.fetch_add(1, Relaxed);
+    }
+
+    /// A reader or writer is about to wait: whoever holds it (a writer, or readers) has held it
+    /// since now at least; see [`Header::contended`].
+    #[cold]
+    fn contended(&self) {
+        Header::contended(&self.writer.since);
+        Header::contended(&self.reader_since);
     }
 
     #[inline]
@@ -289,8 +314,22 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         let location = Location::caller();
-        ours(self.inner.lock(), |inner| {
-            MutexGuard::new(&self.header, inner, location)
+        match self.inner.try_lock() {
+            Ok(inner) => return Ok(MutexGuard::new(&self.header, inner, location, 0)),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                return Err(PoisonError::new(MutexGuard::new(
+                    &self.header,
+                    poisoned.into_inner(),
+                    location,
+                    0,
+                )));
+            }
+            Err(TryLockError::WouldBlock) => Header::contended(&self.header.since),
+        }
+        let result = self.inner.lock();
+        let now = sys::coarse_monotonic_ns();
+        ours(result, |inner| {
+            MutexGuard::new(&self.header, inner, location, now)
         })
     }
 
@@ -303,7 +342,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
         let location = Location::caller();
         ours_try(self.inner.try_lock(), |inner| {
-            MutexGuard::new(&self.header, inner, location)
+            MutexGuard::new(&self.header, inner, location, 0)
         })
     }
 
@@ -343,8 +382,9 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         header: &'a Header,
         inner: std::sync::MutexGuard<'a, T>,
         location: &'static Location<'static>,
+        since: u64,
     ) -> MutexGuard<'a, T> {
-        header.taken(location);
+        header.taken(location, since);
         MutexGuard { header, inner }
     }
 }
@@ -432,8 +472,22 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let location = Location::caller();
-        ours(self.inner.read(), |inner| {
-            RwLockReadGuard::new(&self.header, inner, location)
+        match self.inner.try_read() {
+            Ok(inner) => return Ok(RwLockReadGuard::new(&self.header, inner, location, 0)),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                return Err(PoisonError::new(RwLockReadGuard::new(
+                    &self.header,
+                    poisoned.into_inner(),
+                    location,
+                    0,
+                )));
+            }
+            Err(TryLockError::WouldBlock) => self.header.contended(),
+        }
+        let result = self.inner.read();
+        let now = sys::coarse_monotonic_ns();
+        ours(result, |inner| {
+            RwLockReadGuard::new(&self.header, inner, location, now)
         })
     }
 
@@ -445,7 +499,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
         let location = Location::caller();
         ours_try(self.inner.try_read(), |inner| {
-            RwLockReadGuard::new(&self.header, inner, location)
+            RwLockReadGuard::new(&self.header, inner, location, 0)
         })
     }
 
@@ -457,8 +511,22 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         let location = Location::caller();
-        ours(self.inner.write(), |inner| {
-            RwLockWriteGuard::new(&self.header.writer, inner, location)
+        match self.inner.try_write() {
+            Ok(inner) => return Ok(RwLockWriteGuard::new(&self.header.writer, inner, location, 0)),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                return Err(PoisonError::new(RwLockWriteGuard::new(
+                    &self.header.writer,
+                    poisoned.into_inner(),
+                    location,
+                    0,
+                )));
+            }
+            Err(TryLockError::WouldBlock) => self.header.contended(),
+        }
+        let result = self.inner.write();
+        let now = sys::coarse_monotonic_ns();
+        ours(result, |inner| {
+            RwLockWriteGuard::new(&self.header.writer, inner, location, now)
         })
     }
 
@@ -470,7 +538,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
         let location = Location::caller();
         ours_try(self.inner.try_write(), |inner| {
-            RwLockWriteGuard::new(&self.header.writer, inner, location)
+            RwLockWriteGuard::new(&self.header.writer, inner, location, 0)
         })
     }
 
@@ -518,8 +586,9 @@ impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
         header: &'a RwHeader,
         inner: std::sync::RwLockReadGuard<'a, T>,
         location: &'static Location<'static>,
+        since: u64,
     ) -> RwLockReadGuard<'a, T> {
-        header.read_taken(location);
+        header.read_taken(location, since);
         RwLockReadGuard { header, inner }
     }
 }
@@ -530,8 +599,9 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
         header: &'a Header,
         inner: std::sync::RwLockWriteGuard<'a, T>,
         location: &'static Location<'static>,
+        since: u64,
     ) -> RwLockWriteGuard<'a, T> {
-        header.taken(location);
+        header.taken(location, since);
         RwLockWriteGuard { header, inner }
     }
 }
@@ -632,8 +702,9 @@ pub(crate) struct Held {
     pub(crate) kind: HeldKind,
     /// The holder's kernel thread id (for readers: the last reader's).
     pub(crate) tid: i32,
-    /// How long ago it was taken (at the coarse clock's resolution, a few ms).
-    pub(crate) ago: Duration,
+    /// How long it has been held at least (at the coarse clock's resolution, a few ms): known
+    /// once another thread had to wait for it (see `Header::since`).
+    pub(crate) ago: Option<Duration>,
     /// Where it was taken, when known.
     pub(crate) site: Option<Site>,
 }
@@ -643,17 +714,22 @@ impl Held {
     /// RwLock: what `print` shows and a dump can say.
     pub(crate) fn describe(&self) -> String {
         let who = thread_label(self.tid);
-        let ago = seconds(self.ago);
+        let held_for = self
+            .ago
+            .map_or_else(String::new, |d| format!(" for {}", seconds(d)));
+        let read_ago = self
+            .ago
+            .map_or_else(String::new, |d| format!(" {} ago", seconds(d)));
         let at = |lead: &str| {
             self.site
                 .as_ref()
                 .map_or_else(String::new, |s| format!("{lead}{}:{}", s.file, s.line))
         };
         match self.kind {
-            HeldKind::Mutex => format!("locked by {who} for {ago}{}", at(", taken at ")),
-            HeldKind::Write => format!("write-locked by {who} for {ago}{}", at(", taken at ")),
+            HeldKind::Mutex => format!("locked by {who}{held_for}{}", at(", taken at ")),
+            HeldKind::Write => format!("write-locked by {who}{held_for}{}", at(", taken at ")),
             HeldKind::Read { readers } => format!(
-                "read-locked by {readers} reader{}, the last read lock taken by {who} {ago} ago{}",
+                "read-locked by {readers} reader{}, the last read lock taken by {who}{read_ago}{}",
                 if readers == 1 { "" } else { "s" },
                 at(" at ")
             ),
@@ -683,9 +759,9 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// How long ago a timestamp of [`sys::coarse_monotonic_ns`] was.
-fn ago(since: u64) -> Duration {
-    Duration::from_nanos(sys::coarse_monotonic_ns().saturating_sub(since))
+/// How long ago a timestamp of [`sys::coarse_monotonic_ns`] was; `None` for 0 (not known).
+fn ago(since: u64) -> Option<Duration> {
+    (since != 0).then(|| Duration::from_nanos(sys::coarse_monotonic_ns().saturating_sub(since)))
 }
 
 /// The recorded location at `pointer` (a value of a header's `location` field), as owned data.
@@ -1042,6 +1118,51 @@ mod tests {
         assert_eq!(text.read().unwrap().to_string(), "5");
     }
 
+    /// The clock is read only under contention: a waiter stamps since when the lock has been
+    /// held at least, and a thread that got it after waiting stamps when it got it.
+    #[test]
+    fn a_lock_someone_waits_for_knows_since_when_it_is_held() {
+        let lock: &'static Mutex<u8> = Box::leak(Box::new(Mutex::new(0)));
+        let guard = lock.lock().unwrap();
+        let started = Instant::now();
+        let waiter = std::thread::spawn(move || {
+            let _got = lock.lock().unwrap();
+            lock.held().and_then(|h| h.ago)
+        });
+        let resolution = Duration::from_nanos(sys::coarse_monotonic_resolution_ns());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock.held().and_then(|h| h.ago).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let held = lock.held().and_then(|h| h.ago).expect("a waiter stamped it");
+        // A lower bound: never longer than it really was held.
+        assert!(
+            held <= started.elapsed() + resolution,
+            "{held:?} > {:?}",
+            started.elapsed()
+        );
+        assert!(
+            held >= Duration::from_millis(100).saturating_sub(resolution),
+            "{held:?}"
+        );
+        drop(guard);
+        let after_waiting = waiter.join().unwrap().expect("stamped when it got it");
+        assert!(after_waiting < Duration::from_secs(5), "{after_waiting:?}");
+        let rw: &'static RwLock<u8> = Box::leak(Box::new(RwLock::new(0)));
+        let reader = rw.read().unwrap();
+        let writer = std::thread::spawn(move || drop(rw.write().unwrap()));
+        while rw.held().and_then(|h| h.ago).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            rw.held().and_then(|h| h.ago).is_some(),
+            "a waiting writer stamps the readers"
+        );
+        drop(reader);
+        writer.join().unwrap();
+    }
+
     #[test]
     fn the_holder_is_this_thread_at_the_callers_line_until_unlocked() {
         let lock = Mutex::new(0);
@@ -1051,7 +1172,8 @@ mod tests {
         assert_eq!(held.tid, sys::gettid());
         let site = held.site.expect("a site");
         assert_eq!((site.file.as_str(), site.line), (file!(), line));
-        assert!(held.ago < Duration::from_secs(5));
+        // Taken without waiting: no clock was read, and nobody waits, so nobody asks.
+        assert_eq!(held.ago, None);
         drop(guard);
         assert_eq!(lock.held(), None);
         let (guard, line) = (lock.try_lock().unwrap(), line!());
@@ -1235,7 +1357,7 @@ mod tests {
         assert!(resolution <= Duration::from_millis(10), "{resolution:?}");
         let (coarse, fine) = (sys::coarse_monotonic_ns(), Instant::now());
         std::thread::sleep(Duration::from_millis(50));
-        let (coarse_took, fine_took) = (ago(coarse), fine.elapsed());
+        let (coarse_took, fine_took) = (ago(coarse).expect("a time"), fine.elapsed());
         let slack = resolution * 2 + Duration::from_millis(1);
         assert!(
             coarse_took + slack >= fine_took && coarse_took <= fine_took + slack,
@@ -1250,7 +1372,7 @@ mod tests {
         let held = Held {
             kind: HeldKind::Mutex,
             tid: me,
-            ago: Duration::from_millis(12_400),
+            ago: Some(Duration::from_millis(12_400)),
             site: Some(Site {
                 file: "src/db.rs".into(),
                 line: 88,
@@ -1264,7 +1386,7 @@ mod tests {
         let gone = Held {
             kind: HeldKind::Write,
             tid: i32::MAX,
-            ago: Duration::from_secs(250),
+            ago: Some(Duration::from_secs(250)),
             site: None,
         };
         assert_eq!(

@@ -5,6 +5,10 @@
 //! `ready <socket path>`, then obeys `exit` on stdin. Scenarios:
 //! - `abba-std`: threads `abba-1` and `abba-2` take std Mutexes `LOCK_A` then `LOCK_B`, and
 //!   `LOCK_B` then `LOCK_A`, meeting at a barrier in between: a deadlock;
+//! - `abba-sync`: the same with `manhole::sync::Mutex`es `SYNC_A` and `SYNC_B`, threads
+//!   `abba-s1` and `abba-s2`, which record who holds them;
+//! - `rw-sync`: `rws-reader` holds exposed `SYNC_TABLE: manhole::sync::RwLock` for reading and
+//!   sleeps; `rws-writer` waits to write;
 //! - `pile N`: `pile-holder` holds the exposed std Mutex `POOL` and sleeps; N threads
 //!   `pile-K` wait for it;
 //! - `rw`: `rw-reader` holds exposed `TABLE: RwLock` for reading and sleeps; `rw-writer` waits
@@ -29,6 +33,12 @@ use std::time::Duration;
 static LOCK_A: Mutex<u64> = Mutex::new(0);
 #[manhole::expose]
 static LOCK_B: Mutex<u64> = Mutex::new(0);
+#[manhole::expose]
+static SYNC_A: manhole::sync::Mutex<u64> = manhole::sync::Mutex::new(0);
+#[manhole::expose]
+static SYNC_B: manhole::sync::Mutex<u64> = manhole::sync::Mutex::new(0);
+#[manhole::expose]
+static SYNC_TABLE: manhole::sync::RwLock<u32> = manhole::sync::RwLock::new(0);
 #[manhole::expose]
 static POOL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 #[manhole::expose]
@@ -97,6 +107,18 @@ fn take_both(first: &'static Mutex<u64>, second: &'static Mutex<u64>, meet: &Bar
 }
 
 #[inline(never)]
+fn take_both_sync(
+    first: &'static manhole::sync::Mutex<u64>,
+    second: &'static manhole::sync::Mutex<u64>,
+    meet: &Barrier,
+) {
+    let _one = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    meet.wait();
+    let _two = second.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    unreachable!("the other thread holds it for ever");
+}
+
+#[inline(never)]
 fn spin() -> ! {
     let mut x: u64 = 0;
     loop {
@@ -127,6 +149,25 @@ fn main() {
                 start("abba-1", &tx, move || take_both(&LOCK_A, &LOCK_B, meet));
                 start("abba-2", &tx, move || take_both(&LOCK_B, &LOCK_A, meet));
                 expect_blocked.extend(["abba-1".into(), "abba-2".into()]);
+            }
+            "abba-sync" => {
+                let meet: &'static Barrier = Box::leak(Box::new(Barrier::new(2)));
+                start("abba-s1", &tx, move || take_both_sync(&SYNC_A, &SYNC_B, meet));
+                start("abba-s2", &tx, move || take_both_sync(&SYNC_B, &SYNC_A, meet));
+                expect_blocked.extend(["abba-s1".into(), "abba-s2".into()]);
+            }
+            "rw-sync" => {
+                let (held_tx, held_rx) = std::sync::mpsc::channel();
+                start("rws-reader", &tx, move || {
+                    let _guard = SYNC_TABLE.read();
+                    let _ = held_tx.send(());
+                    forever();
+                });
+                let _ = held_rx.recv();
+                start("rws-writer", &tx, || {
+                    let _guard = SYNC_TABLE.write();
+                });
+                expect_blocked.push("rws-writer".into());
             }
             "pile" => {
                 let n: usize = words.next().and_then(|n| n.parse().ok()).expect("pile N");

@@ -83,6 +83,35 @@ pub(crate) struct Holder {
     pub(crate) since: Option<Duration>,
     /// Where it took it, where that is recorded (`src/db.rs:88:13`).
     pub(crate) at: Option<String>,
+    /// For an RwLock held for reading: how many readers; `tid` is then only the last thread
+    /// that took a read lock, which may have released it since (so it is no certain holder).
+    pub(crate) readers: Option<u32>,
+}
+
+impl Holder {
+    /// `, held by 4242 "flusher" for 12.4 s (taken at src/db.rs:88)`.
+    fn describe(&self, who: &dyn Fn(i32) -> String) -> String {
+        let since = self
+            .since
+            .map_or_else(String::new, |d| format!(" for {}", crate::text::wait_duration(d)));
+        let at = self
+            .at
+            .as_ref()
+            .map_or_else(String::new, |at| format!(", taken at {at}"));
+        match self.readers {
+            Some(n) => format!(
+                ", held for reading by {n} thread{}{since} (the last read lock taken by {}{at})",
+                if n == 1 { "" } else { "s" },
+                who(self.tid)
+            ),
+            None => format!(", held by {}{since}{at}", who(self.tid)),
+        }
+    }
+
+    /// Whether this names the thread that holds it now, for certain.
+    pub(crate) fn certain(&self) -> bool {
+        self.readers.is_none()
+    }
 }
 
 /// Why one thread is where it is.
@@ -285,10 +314,7 @@ impl Wait {
             kind if self.is_lock() => {
                 let mut text = format!("waiting{waited} on {} {}", self.primitive(), self.lock_name());
                 if let Some(holder) = &self.holder {
-                    text.push_str(&format!(", held by {}", who(holder.tid)));
-                    if let Some(since) = holder.since {
-                        text.push_str(&format!(" for {}", crate::text::wait_duration(since)));
-                    }
+                    text.push_str(&holder.describe(&who));
                 } else if kind == Kind::Once {
                     text = format!("waiting{waited} for {} to be initialised", self.lock_name());
                 }
@@ -392,6 +418,8 @@ impl Wait {
                 ("source", Json::from(h.source)),
                 ("since_ms", h.since.map_or(Json::Null, millis)),
                 ("at", Json::from(h.at.clone())),
+                ("readers", Json::from(h.readers)),
+                ("certain", Json::from(h.certain())),
             ])
         });
         Json::obj([
@@ -683,6 +711,7 @@ pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
                     source: "the joined thread's id (pthread_join's futex value)",
                     since: None,
                     at: None,
+                    readers: None,
                 });
             }
             wait.word = None;
@@ -699,10 +728,27 @@ pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
                     source: "glibc's __owner field",
                     since: None,
                     at: None,
+                    readers: None,
                 });
             }
         }
         _ => {}
+    }
+    if matches!(wait.kind, Kind::Mutex | Kind::RwLockRead | Kind::RwLockWrite)
+        && let Some(word) = wait.word
+        && let Some(held) = crate::sync::holder_of_word(word)
+    {
+        // A manhole::sync lock: std's inside, and who took it recorded beside.
+        wait.holder = Some(Holder {
+            tid: held.tid,
+            source: "manhole::sync's record",
+            since: held.ago,
+            at: held.site.map(|site| format!("{}:{}", site.file, site.line)),
+            readers: match held.kind {
+                crate::sync::HeldKind::Read { readers } => Some(readers),
+                crate::sync::HeldKind::Mutex | crate::sync::HeldKind::Write => None,
+            },
+        });
     }
     if matches!(wait.kind, Kind::Park | Kind::Receive | Kind::Send | Kind::Condvar) {
         // Their word is the waiter's own (a parker), or says nothing about a holder.
@@ -746,6 +792,7 @@ fn from_syscall(call: &Syscall, wait: &mut Wait, lookup: &mut Lookup) {
                         source: "the PI futex word, kept by the kernel",
                         since: None,
                         at: None,
+                        readers: None,
                     });
                 }
             } else {
@@ -1039,7 +1086,7 @@ pub(crate) fn summary(threads: &[ThreadReport], names: &dyn Fn(i32) -> Option<St
     for group in groups.iter().take(SUMMARY_LOCKS) {
         let mut line = format!("  {:>5}  {}", group.waiters.len(), group.title());
         if let Some(holder) = group.waiters.iter().find_map(|t| t.wait.holder.as_ref()) {
-            line.push_str(&format!(", held by {}", who(holder.tid, names)));
+            line.push_str(&holder.describe(&|tid| who(tid, names)));
         }
         if let Some(longest) = group.waiters.iter().filter_map(|t| t.wait.waited).max() {
             line.push_str(&format!("; longest wait {}", crate::text::wait_duration(longest)));
@@ -1058,7 +1105,11 @@ pub(crate) fn summary(threads: &[ThreadReport], names: &dyn Fn(i32) -> Option<St
     // What to look at first: a holder that is itself stuck, else the busiest lock.
     let by_tid: HashMap<i32, &ThreadReport> = threads.iter().map(|t| (t.tid, t)).collect();
     let stuck_holder = groups.iter().find_map(|g| {
-        let holder = g.waiters.iter().find_map(|t| t.wait.holder.as_ref())?;
+        let holder = g
+            .waiters
+            .iter()
+            .find_map(|t| t.wait.holder.as_ref())
+            .filter(|h| h.certain())?;
         let held_by = by_tid.get(&holder.tid)?;
         (held_by.wait.kind != Kind::Running).then(|| {
             format!(
@@ -1191,6 +1242,7 @@ mod tests {
             source: "test",
             since: None,
             at: None,
+            readers: None,
         });
         let names = |tid: i32| (tid == 4242).then(|| "flusher".to_owned());
         let long = Some((Duration::from_millis(12_400), Duration::from_millis(12_400)));
