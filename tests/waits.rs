@@ -86,62 +86,61 @@ fn every_thread_says_what_it_waits_on() {
     let mut client = Client::connect(&app.socket);
     let dump = client.opening();
 
-    // std's Mutex records no owner: the lock is named, never a holder.
-    assert!(
-        header(&dump, "abba-1").ends_with("(waiting on Mutex LOCK_B):"),
-        "{dump}"
-    );
-    assert!(
-        header(&dump, "abba-2").ends_with("(waiting on Mutex LOCK_A):"),
-        "{dump}"
-    );
-    assert!(!header(&dump, "abba-1").contains("held by"), "{dump}");
+    // std's Mutex records no owner: the lock is named, never a holder. (Each reason may carry
+    // how long: "waiting 1.2 s on …", "… for 1.2 s".)
+    let reason = |name: &str| {
+        header(&dump, name)
+            .split_once(" (")
+            .map_or("", |(_, r)| r)
+            .to_owned()
+    };
+    assert!(reason("abba-1").ends_with(" on Mutex LOCK_B):"), "{dump}");
+    assert!(reason("abba-2").ends_with(" on Mutex LOCK_A):"), "{dump}");
+    assert!(!reason("abba-1").contains("held by"), "{dump}");
     // Fifty waiters on one exposed static: one group, one summary line.
     assert!(
-        header(&dump, "pile-0").ends_with("(waiting on Mutex POOL):"),
+        reason("pile-0").starts_with("waiting ") && reason("pile-0").ends_with(" on Mutex POOL):"),
         "{dump}"
     );
     assert!(dump.contains("  and 49 more with this stack:\n"), "{dump}");
     // A writer queued behind a reader, and a reader queued behind the writer.
     assert!(
-        header(&dump, "rw-writer").ends_with("(waiting on RwLock (to write) TABLE):"),
+        reason("rw-writer").ends_with(" on RwLock (to write) TABLE):"),
         "{dump}"
     );
     assert!(
-        header(&dump, "rw-reader-2").ends_with("(waiting on RwLock (to read) TABLE):"),
+        reason("rw-reader-2").ends_with(" on RwLock (to read) TABLE):"),
         "{dump}"
     );
     // A join names the joined thread: the futex value is its id.
     let stuck = tid_of(&dump, "stuck");
     assert!(
-        header(&dump, "joiner").ends_with(&format!("(joining thread {stuck} \"stuck\"):")),
+        reason("joiner").starts_with(&format!("joining thread {stuck} \"stuck\"")),
         "{dump}"
     );
-    assert!(header(&dump, "spinner").ends_with("(running):"), "{dump}");
+    assert_eq!(reason("spinner"), "running):", "{dump}");
     assert!(
-        header(&dump, "fifo-reader").contains("(reading fd ")
-            && header(&dump, "fifo-reader").ends_with(&format!(" ({})):", fifo.display())),
+        reason("fifo-reader").starts_with("reading fd ")
+            && reason("fifo-reader").contains(&format!(" ({})", fifo.display())),
         "{dump}"
     );
     // glibc records the owner of its mutex: that holder is certain.
     let c_holder = tid_of(&dump, "c-holder");
     assert!(
-        header(&dump, "c-waiter").ends_with(&format!(
-            "(waiting on pthread mutex C_MUTEX, held by {c_holder} \"c-holder\"):"
+        reason("c-waiter").ends_with(&format!(
+            " on pthread mutex C_MUTEX, held by {c_holder} \"c-holder\"):"
         )),
         "{dump}"
     );
+    assert!(reason("cv-waiter").ends_with(" on Condvar READY):"), "{dump}");
+    assert!(reason("rx").ends_with(" to receive on a channel):"), "{dump}");
     assert!(
-        header(&dump, "cv-waiter").ends_with("(waiting on Condvar READY):"),
+        reason("sleeper").starts_with("sleeping") && reason("sleeper").contains("(a 59m "),
         "{dump}"
     );
     assert!(
-        header(&dump, "rx").ends_with("(waiting to receive on a channel):"),
-        "{dump}"
-    );
-    assert!(header(&dump, "sleeper").contains("(sleeping (a 59m "), "{dump}");
-    assert!(
-        header(&dump, "manhole").ends_with("(idle: manhole's listener, waiting for a client):"),
+        reason("manhole").starts_with("idle")
+            && reason("manhole").ends_with(": manhole's listener, waiting for a client):"),
         "{dump}"
     );
 
@@ -312,6 +311,166 @@ fn the_summary_of_a_thousand_threads_fits_a_screen() {
     assert!(top.len() <= 25, "{} lines:\n{}", top.len(), top.join("\n"));
     assert!(top[0].starts_with("Summary: 10"), "{top:#?}");
     assert!(top[0].contains("1000 waiting for an event"), "{top:#?}");
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}
+
+/// Reads one machine-mode reply to `command`.
+fn machine(client: &mut Client, command: &str) -> Value {
+    client.send(format!("{command}\n").as_bytes());
+    serde_json::from_str(&client.read_until("\n")).expect("one JSON document")
+}
+
+/// The README's example: an ABBA deadlock on manhole::sync's locks is certain, with both
+/// threads, both locks and the lines; the same on std's Mutex is never certain and never called
+/// a deadlock.
+#[test]
+fn doctor_is_certain_of_a_deadlock_only_where_the_holders_are_recorded() {
+    let mut app = start(&["abba-sync", "abba-std"]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+    let (s1, s2) = (tid_of(&dump, "abba-s1"), tid_of(&dump, "abba-s2"));
+    let text = client.command("doctor --long 0.2");
+    let certain: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("certain ") && l.contains("deadlock"))
+        .collect();
+    assert_eq!(certain.len(), 1, "one certain deadlock:\n{text}");
+    assert!(
+        certain[0].starts_with(&format!(
+            "certain  deadlock of 2 threads: {s1} \"abba-s1\" -> {s2} \"abba-s2\""
+        )),
+        "{text}"
+    );
+    for (waiter, lock, holder) in [("abba-s1", "SYNC_B", "abba-s2"), ("abba-s2", "SYNC_A", "abba-s1")] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("\"{waiter}\" waits on Mutex {lock} at "))
+                    && l.contains("waits_host.rs:")
+                    && l.contains("held by ")
+                    && l.contains(&format!("\"{holder}\""))
+                    && l.contains(", taken at tests/support/waits_host.rs:")),
+            "{waiter}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("every holder is recorded: manhole::sync's record"),
+        "{text}"
+    );
+    // The std pair: facts without a verdict.
+    let std_part: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("LOCK_A") || l.contains("LOCK_B"))
+        .collect();
+    assert!(!std_part.is_empty(), "{text}");
+    assert!(
+        std_part
+            .iter()
+            .all(|l| !l.contains("deadlock") && !l.starts_with("certain")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("possible ") && l.contains("record no owner")),
+        "{text}"
+    );
+    let doc = machine(&mut { client }, "machine");
+    assert_eq!(doc["ok"], true);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    machine(&mut client, "machine");
+    let doctor = machine(&mut client, "doctor --long 0.2");
+    let findings = doctor["data"]["findings"].as_array().expect("findings");
+    let deadlock = &findings[0];
+    assert_eq!(deadlock["level"], "certain", "{doctor}");
+    let mut tids: Vec<String> = deadlock["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    tids.sort();
+    let mut expected = vec![s1, s2];
+    expected.sort();
+    assert_eq!(tids, expected, "{doctor}");
+    assert!(
+        findings
+            .iter()
+            .skip(1)
+            .all(|f| f["level"] != "certain" || !f["title"].as_str().unwrap_or("").contains("deadlock"))
+    );
+    assert_eq!(machine(&mut client, "doctor --long nope")["ok"], false);
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}
+
+#[test]
+fn locks_lists_every_lock_with_its_waiters_and_doctor_sees_busy_and_joined_threads() {
+    let mut app = start(&["pile", "50", "rw", "join", "spin", "pthread"]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+    let locks = client.command("locks");
+    assert!(locks.starts_with("3 locks with waiters"), "{locks}");
+    let pool = locks
+        .split("\n\n")
+        .find(|b| b.starts_with("Mutex POOL"))
+        .unwrap_or_else(|| panic!("{locks}"));
+    assert!(
+        pool.contains("std records no owner") && pool.contains("  50 waiters:"),
+        "{pool}"
+    );
+    assert!(
+        pool.contains("    at ") && pool.contains("waits_host.rs:") && pool.contains("and 44 more"),
+        "{pool}"
+    );
+    let table = locks
+        .split("\n\n")
+        .find(|b| b.starts_with("RwLock TABLE (1 to write, 1 to read)"))
+        .unwrap_or_else(|| panic!("{locks}"));
+    assert!(
+        table.contains("\"rw-writer\"") && table.contains("\"rw-reader-2\""),
+        "{table}"
+    );
+    let c_holder = tid_of(&dump, "c-holder");
+    assert!(
+        locks.contains(&format!(
+            "pthread mutex C_MUTEX\n  held by {c_holder} \"c-holder\" (glibc's __owner field)"
+        )),
+        "{locks}"
+    );
+
+    let doctor = client.command("doctor --long 0.2");
+    let spinner = tid_of(&dump, "spinner");
+    assert!(
+        doctor.contains(&format!("certain  {spinner} \"spinner\" is busy: ")),
+        "{doctor}"
+    );
+    let (joiner, stuck) = (tid_of(&dump, "joiner"), tid_of(&dump, "stuck"));
+    assert!(
+        doctor.contains(&format!(
+            "certain  {joiner} \"joiner\" waits for {stuck} \"stuck\" to end"
+        )),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains(&format!(
+            "certain  pthread mutex C_MUTEX is held by {c_holder} \"c-holder\", which is itself blocked"
+        )),
+        "{doctor}"
+    );
+
+    machine(&mut client, "machine");
+    let data = machine(&mut client, "locks");
+    let listed = data["data"]["locks"].as_array().expect("locks");
+    let pool = listed.iter().find(|l| l["object"] == "POOL").expect("POOL");
+    assert_eq!(pool["waiters"].as_array().map(Vec::len), Some(50), "{pool}");
+    assert_eq!(pool["holder"], Value::Null);
+    let report = machine(&mut client, "report");
+    assert!(report["data"]["locks"]["locks"].is_array(), "{report}");
+    assert!(report["data"]["doctor"]["findings"].is_array(), "{report}");
+    assert_eq!(machine(&mut client, "locks extra")["ok"], false);
     drop(client);
     assert_eq!(app.ask("exit"), "exiting");
     let _ = app.finish();

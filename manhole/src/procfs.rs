@@ -203,8 +203,8 @@ pub(crate) struct TaskStatus {
     pub(crate) blocked: u64,
     /// Its seccomp mode: 0 none, 1 strict, 2 filter.
     pub(crate) seccomp: u8,
-    /// How many times it was switched off a CPU, voluntarily or not (`None` on kernels that
-    /// do not say).
+    /// How many times it gave up the CPU by blocking (`voluntary_ctxt_switches`; being
+    /// preempted is not counted). `None` on kernels that do not say.
     pub(crate) switches: Option<u64>,
 }
 
@@ -242,9 +242,7 @@ fn parse_status(text: &[u8]) -> Option<TaskStatus> {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let switches = count(b"voluntary_ctxt_switches:")
-        .zip(count(b"nonvoluntary_ctxt_switches:"))
-        .map(|(a, b)| a + b);
+    let switches = count(b"voluntary_ctxt_switches:");
     Some(TaskStatus {
         seccomp,
         switches,
@@ -569,7 +567,7 @@ mod tests {
                 state: 'S',
                 blocked: 0x8000_0000_0000_0001,
                 seccomp: 2,
-                switches: Some(42),
+                switches: Some(40),
             }
         );
         assert_eq!(parse_status(b"garbage"), None);

@@ -750,13 +750,9 @@ fn thread_label(tid: i32) -> String {
     tid.to_string()
 }
 
-/// `1.2 s` under a minute, `4m 10s` above.
+/// `1.2 s` under a minute, `4m 10s` above; rounded down (a lower bound).
 fn seconds(d: Duration) -> String {
-    if d < Duration::from_secs(60) {
-        format!("{:.1} s", d.as_secs_f64())
-    } else {
-        text::human_duration(d)
-    }
+    text::wait_duration(d)
 }
 
 /// How long ago a timestamp of [`sys::coarse_monotonic_ns`] was; `None` for 0 (not known).

@@ -175,11 +175,15 @@ pub(crate) fn human_duration(d: Duration) -> String {
 
 /// A wait's length, precise where it is short: `740 ms`, `12.4 s`, then as
 /// [`human_duration`] from a minute on (`4m 10s`).
+///
+/// Always rounded down: these are lower bounds, and `3 s` for 2.98 s would claim more.
 pub(crate) fn wait_duration(d: Duration) -> String {
     match d.as_millis() {
         ms if ms < 1000 => format!("{ms} ms"),
-        ms if ms < 10_000 => format!("{:.1} s", d.as_secs_f64()).replace(".0 s", " s"),
-        ms if ms < 60_000 => format!("{:.1} s", d.as_secs_f64()),
+        ms if ms < 60_000 => match (ms / 1000, ms / 100 % 10) {
+            (seconds, 0) => format!("{seconds} s"),
+            (seconds, tenths) => format!("{seconds}.{tenths} s"),
+        },
         _ => human_duration(d),
     }
 }
@@ -228,6 +232,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn wait_lengths_round_down_as_lower_bounds_do() {
+        let ms = Duration::from_millis;
+        assert_eq!(wait_duration(ms(740)), "740 ms");
+        assert_eq!(wait_duration(ms(2_999)), "2.9 s");
+        assert_eq!(wait_duration(ms(3_000)), "3 s");
+        assert_eq!(wait_duration(ms(12_460)), "12.4 s");
+        assert_eq!(wait_duration(ms(59_999)), "59.9 s");
+        assert_eq!(wait_duration(ms(250_000)), "4m 10s");
+    }
 
     proptest! {
         #[test]

@@ -381,7 +381,7 @@ pub(super) fn report(args: &[&str], context: &Context<'_>) -> Outcome {
     if let Some(err) = no_arguments("report", args) {
         return err;
     }
-    let dump = stacks::capture_with(stacks::Want { last_ran: true });
+    let (dump, locks, doctor) = super::diagnose::for_report();
     let document = Json::obj([
         ("manhole", Json::from(env!("CARGO_PKG_VERSION"))),
         (
@@ -394,6 +394,8 @@ pub(super) fn report(args: &[&str], context: &Context<'_>) -> Outcome {
         ),
         ("info", facts(context).json()),
         ("threads", stacks::to_json(&dump, true)),
+        ("locks", locks),
+        ("doctor", doctor),
         ("exposed", super::values::snapshot(context)),
         ("fds", fds_json(&open_fds(context))),
         (
@@ -495,10 +497,11 @@ pub(super) const COMMANDS: &[Command] = &[
         name: "report",
         aliases: &[],
         usage: "report",
-        summary: "everything above as one JSON document",
-        details: "One JSON document with info, every thread's stack, every exposed value, the\n\
-                  fds, the environment and the sessions: attach it to a ticket. Secrets are\n\
-                  redacted as in info, env and print (report has no --reveal).",
+        summary: "all of this, locks and doctor as one JSON document",
+        details: "One JSON document with info, every thread's stack and why it waits, locks,\n\
+                  doctor's findings, every exposed value, the fds, the environment and the\n\
+                  sessions: attach it to a ticket. Secrets are redacted as in info, env and\n\
+                  print (report has no --reveal).",
         group: Group::Look,
         effect: Effect::PausesThreads,
         watchable: true,

@@ -29,7 +29,7 @@ macro_rules! families {
 
 // Every command family. A new one is a module here with its `COMMANDS`, and its name on this
 // line; nothing else changes (not the session, not the server).
-families!(inspect, values, control);
+families!(inspect, diagnose, values, control);
 
 /// This module's own: `help` (which reads [`ALL`]) and `quit`.
 const COMMANDS: &[Command] = &[

@@ -437,8 +437,13 @@ fn capture_others(
     // Threads under a seccomp filter of their own copy without system calls.
     let mut filtered: Vec<i32> = Vec::new();
     sigwaiters_prune(tids);
-    let offsets = want.last_ran.then(sampler::task_clock_offsets);
-    for (tid, read) in read_statuses(tids, signal, offsets.as_ref()) {
+    // How long each thread has not run: for every thread when asked, else only for threads no
+    // dump has seen before (a dump's signal wakes them, so only the first can tell how long
+    // they had been waiting; later ones carry that on, see `waits::since`).
+    let unseen = (!want.last_ran).then(waits::seen_tids);
+    let needs_last_ran = |tid: &i32| unseen.as_ref().is_none_or(|seen| !seen.contains(tid));
+    let offsets = tids.iter().any(needs_last_ran).then(sampler::task_clock_offsets);
+    for (tid, read) in read_statuses(tids, signal, offsets.as_ref(), &needs_last_ran) {
         let Some((status, before)) = read else {
             out.insert(tid, (Raw::Gone, ThreadRecord::default()));
             continue;
@@ -623,10 +628,11 @@ fn read_statuses(
     tids: &[i32],
     signal: i32,
     offsets: Option<&ClockOffsets>,
+    last_ran: &(dyn Fn(&i32) -> bool + Sync),
 ) -> Vec<(i32, Option<(TaskStatus, Before)>)> {
     let read = |part: &[i32]| -> Vec<(i32, Option<(TaskStatus, Before)>)> {
         part.iter()
-            .map(|tid| (*tid, signalable(*tid, signal, offsets)))
+            .map(|tid| (*tid, signalable(*tid, signal, offsets.filter(|_| last_ran(tid)))))
             .collect()
     };
     if tids.len() < PARALLEL_STATUS_READS {
@@ -768,6 +774,19 @@ fn from_proc(tid: i32, why: String) -> Stack {
         syscall,
         wchan: procfs::wchan(tid),
         top,
+    }
+}
+
+/// The CPU time thread `tid` has used so far (its CPU clock: one system call, no file).
+pub(crate) fn thread_cpu_time(tid: i32) -> Option<Duration> {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::thread_cpu_time(tid)
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        let _ = tid;
+        None
     }
 }
 

@@ -137,6 +137,8 @@ pub(crate) struct Wait {
     pub(crate) idle: Option<&'static str>,
     /// How long it has been in this wait at least, where that is known (see [`since`]).
     pub(crate) waited: Option<Duration>,
+    /// Where in the program it waits: the innermost frame of its own code (`src/db.rs:91`).
+    pub(crate) at: Option<String>,
     /// For a group's header: its members' descriptors, when they differ (`fd 11, 12 and 88
     /// more`).
     fds_of_group: Option<String>,
@@ -161,6 +163,7 @@ impl Wait {
             call: None,
             idle: None,
             waited: None,
+            at: None,
             fds_of_group: None,
         }
     }
@@ -441,6 +444,7 @@ impl Wait {
             ("timed", Json::from(self.timed)),
             ("syscall", Json::from(self.call.clone())),
             ("idle", Json::from(self.idle)),
+            ("at", Json::from(self.at.clone())),
             ("waited_ms", self.waited.map_or(Json::Null, millis)),
         ])
     }
@@ -565,6 +569,20 @@ fn primitive_of(name: &str, file: &str) -> Option<Kind> {
     None
 }
 
+/// The innermost frame of the program's own code, as `file:line` (manhole's frames skipped:
+/// the wrapper's `lock` is not where the program waits).
+fn program_frame(symbols: &[&Symbol]) -> Option<String> {
+    symbols
+        .iter()
+        .filter(|s| {
+            !s.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("manhole::") || n.starts_with("<manhole::"))
+        })
+        .find(|s| super::is_programs(s))
+        .and_then(|s| Some(format!("{}:{}", s.file.as_deref()?.display(), s.line?)))
+}
+
 /// Runtimes and pools whose threads wait for work in a known place: idle, not stuck.
 fn pool_of(name: &str) -> Option<&'static str> {
     if name.contains("tokio::runtime::blocking::pool") && !name.contains("spawn") {
@@ -663,6 +681,7 @@ pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
     let facts = frame_facts(&symbols);
     let syscall = thread.record.syscall;
     let mut wait = Wait::of(Kind::Unknown);
+    wait.at = program_frame(&symbols);
     if thread.state == Some('R')
         && !matches!(
             syscall,
@@ -892,8 +911,9 @@ const HANDLER_CPU: Duration = Duration::from_millis(1);
 
 /// How long each waiting thread has been in its wait, at least: since the first dump that
 /// found it there, when every dump since found it in the same system call with the same
-/// arguments at the same place, switched off the CPU only once per stack signal, with no more
-/// CPU time than the handler takes; or since it last ran, where the dump measured that
+/// arguments at the same place, having blocked only once per stack signal (the handler's
+/// return to the wait; being preempted meanwhile is not counted), with no more CPU time than
+/// the handler takes; or since it last ran, where the dump measured that
 /// (`not_run_for`); whichever is longer. A dump's own signal wakes every thread, so without
 /// the first rule each dump would restart every wait's clock.
 ///
@@ -952,6 +972,14 @@ pub(crate) fn since(threads: &mut [ThreadReport], switches: &HashMap<i32, Option
         );
     }
     *seen = next;
+}
+
+/// The threads the last dump found waiting (whose wait the next dump can carry on).
+pub(crate) fn seen_tids() -> std::collections::HashSet<i32> {
+    SEEN.lock()
+        .as_ref()
+        .map(|seen| seen.keys().copied().collect())
+        .unwrap_or_default()
 }
 
 /// The system call a thread waits in, with its arguments and the address just after the
@@ -1026,6 +1054,45 @@ pub(crate) fn lock_groups(threads: &[ThreadReport]) -> Vec<LockGroup<'_>> {
     }
     groups.sort_by_key(|g| std::cmp::Reverse(g.waiters.len()));
     groups
+}
+
+/// Cycles of threads each waiting for the next, through owners the kernel or a library
+/// recorded (certain holders only: never std's locks, never "the last reader"). Each thread
+/// waits on one thing, so each has at most one edge; a cycle is found by following them.
+pub(crate) fn cycles(threads: &[ThreadReport]) -> Vec<Vec<i32>> {
+    let by_tid: HashMap<i32, &ThreadReport> = threads.iter().map(|t| (t.tid, t)).collect();
+    let edge = |t: &ThreadReport| -> Option<i32> {
+        let holder = t.wait.holder.as_ref().filter(|h| h.certain())?;
+        (t.wait.is_lock() || t.wait.kind == Kind::Join).then_some(holder.tid)
+    };
+    let mut found: Vec<Vec<i32>> = Vec::new();
+    let mut done: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for start in threads {
+        if done.contains(&start.tid) {
+            continue;
+        }
+        let mut path = vec![start.tid];
+        let mut at = start;
+        while let Some(next) = edge(at) {
+            if let Some(pos) = path.iter().position(|t| *t == next) {
+                let cycle = path[pos..].to_vec();
+                if !cycle.iter().any(|t| done.contains(t)) {
+                    found.push(cycle);
+                }
+                break;
+            }
+            if done.contains(&next) {
+                break;
+            }
+            let Some(next_thread) = by_tid.get(&next) else {
+                break;
+            };
+            path.push(next);
+            at = next_thread;
+        }
+        done.extend(path);
+    }
+    found
 }
 
 /// The summary at the top of a dump: one line of counts, the locks waited on, and what to look
@@ -1125,7 +1192,17 @@ pub(crate) fn summary(threads: &[ThreadReport], names: &dyn Fn(i32) -> Option<St
             )
         })
     });
-    let look = stuck_holder.or_else(|| {
+    let deadlock = cycles(threads).into_iter().next().map(|cycle| {
+        format!(
+            "a cycle of waits through recorded holders: {} each wait for the next (\"doctor\" looks twice to confirm a deadlock)",
+            cycle
+                .iter()
+                .map(|t| who(*t, names))
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        )
+    });
+    let look = deadlock.or(stuck_holder).or_else(|| {
         let busiest = groups.first().filter(|g| g.waiters.len() > 1)?;
         Some(format!(
             "{} threads wait on {}; \"locks\" shows where",
@@ -1134,7 +1211,12 @@ pub(crate) fn summary(threads: &[ThreadReport], names: &dyn Fn(i32) -> Option<St
         ))
     });
     if let Some(look) = look {
-        let _ = writeln!(out, "  Look first: {look}. \"doctor\" draws conclusions.");
+        let then = if look.contains("\"doctor\"") {
+            ""
+        } else {
+            " \"doctor\" draws conclusions."
+        };
+        let _ = writeln!(out, "  Look first: {look}.{then}");
     }
 }
 
