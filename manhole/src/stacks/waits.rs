@@ -892,19 +892,75 @@ fn from_syscall(call: &Syscall, wait: &mut Wait, lookup: &mut Lookup) {
 /// What the last dump saw of a thread's wait, to tell in the next whether it is the same wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Seen {
-    /// The system call, its arguments and where it was made.
-    identity: Identity,
-    /// The thread's switch count the next dump sees if nothing but this dump's signal woke it.
+    /// The thread; 0 for an empty slot.
+    tid: i32,
+    /// A hash of the system call, its arguments and where it was made.
+    identity: u64,
+    /// The thread's count of blocking switches the next dump sees if nothing but this dump's
+    /// signal woke it.
     switches_next: u64,
-    cpu: Duration,
+    /// Its CPU time, ns.
+    cpu: u64,
     /// Monotonic ns: when it was in this wait at the latest.
     since: u64,
 }
 
-type Identity = (libc::c_long, [Option<usize>; 6], usize);
+const EMPTY: Seen = Seen {
+    tid: 0,
+    identity: 0,
+    switches_next: 0,
+    cpu: 0,
+    since: 0,
+};
 
-/// Per thread, behind a lock a forked child takes over.
-static SEEN: crate::forklock::ForkLock<Option<HashMap<i32, Seen>>> = crate::forklock::ForkLock::new(None);
+/// How many threads' waits are remembered (40 bytes each; past this, a thread's wait is
+/// measured afresh by each dump, still a lower bound).
+const SEEN_SLOTS: usize = 4096;
+
+/// The waits the last dump saw: a fixed table in the program's static memory, open
+/// addressing by tid. Not on the heap: it lives between sessions, and a live allocation made
+/// on a session thread kept that thread's whole malloc arena (about 5 MiB here) from being
+/// given back when the session ended.
+struct SeenTable {
+    slots: [Seen; SEEN_SLOTS],
+}
+
+impl SeenTable {
+    fn slot(tid: i32, probe: usize) -> usize {
+        (tid as u32 as usize)
+            .wrapping_mul(0x9e37_79b9)
+            .wrapping_add(probe)
+            % SEEN_SLOTS
+    }
+
+    fn get(&self, tid: i32) -> Option<&Seen> {
+        (0..SEEN_SLOTS)
+            .map(|probe| &self.slots[Self::slot(tid, probe)])
+            .take_while(|s| s.tid != 0)
+            .find(|s| s.tid == tid)
+    }
+
+    fn insert(&mut self, seen: Seen) {
+        for probe in 0..SEEN_SLOTS {
+            let slot = &mut self.slots[Self::slot(seen.tid, probe)];
+            if slot.tid == 0 || slot.tid == seen.tid {
+                *slot = seen;
+                return;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        for slot in self.slots.iter_mut().filter(|s| s.tid != 0) {
+            *slot = EMPTY;
+        }
+    }
+}
+
+/// Behind a lock a forked child takes over.
+static SEEN: crate::forklock::ForkLock<SeenTable> = crate::forklock::ForkLock::new(SeenTable {
+    slots: [EMPTY; SEEN_SLOTS],
+});
 
 /// More CPU than this between two dumps (besides the handler) means the thread did work.
 const HANDLER_CPU: Duration = Duration::from_millis(1);
@@ -926,30 +982,28 @@ pub(crate) fn since(threads: &mut [ThreadReport], switches: &HashMap<i32, Option
     // reading of the scheduler's clocks.
     let age = crate::procfs::process_stat().uptime;
     let cap = |d: Duration| age.map_or(d, |age| d.min(age));
-    let mut guard = SEEN.lock();
-    let seen = guard.get_or_insert_with(HashMap::new);
-    let mut next: HashMap<i32, Seen> = HashMap::with_capacity(threads.len());
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let mut seen = SEEN.lock();
+    let mut next: Vec<Seen> = Vec::with_capacity(threads.len().min(SEEN_SLOTS));
     for thread in threads.iter_mut() {
         if thread.wait.kind == Kind::Running {
             continue;
         }
-        let measured = thread
-            .record
-            .not_run_for
-            .map(|d| now.saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let measured = thread.record.not_run_for.map(|d| now.saturating_sub(nanos(d)));
         let identity = identity_of(thread);
         let (Some(identity), Some(Some(count)), Some(cpu)) =
             (identity, switches.get(&thread.tid), thread.record.cpu)
         else {
             thread.wait.waited = measured
-                .map(|at| Duration::from_nanos(now - at))
+                .map(|at| cap(Duration::from_nanos(now - at)))
                 .filter(|d| !d.is_zero());
             continue;
         };
-        let carried = seen.get(&thread.tid).filter(|before| {
+        let cpu = nanos(cpu);
+        let carried = seen.get(thread.tid).filter(|before| {
             before.identity == identity
                 && before.switches_next == *count
-                && cpu.saturating_sub(before.cpu) < HANDLER_CPU
+                && cpu.saturating_sub(before.cpu) < nanos(HANDLER_CPU)
         });
         let since = match (carried.map(|b| b.since), measured) {
             (Some(a), Some(b)) => a.min(b),
@@ -959,39 +1013,47 @@ pub(crate) fn since(threads: &mut [ThreadReport], switches: &HashMap<i32, Option
         };
         let waited = cap(Duration::from_nanos(now.saturating_sub(since)));
         thread.wait.waited = (!waited.is_zero()).then_some(waited);
-        // This dump's signal switches it once more, if the handler ran.
+        // This dump's signal makes it block once more, if the handler ran.
         let signalled = u64::from(thread.record.pause.is_some());
-        next.insert(
-            thread.tid,
-            Seen {
+        if next.len() < SEEN_SLOTS && thread.tid != 0 {
+            next.push(Seen {
+                tid: thread.tid,
                 identity,
                 switches_next: count + signalled,
                 cpu,
                 since,
-            },
-        );
+            });
+        }
     }
-    *seen = next;
+    seen.clear();
+    for entry in next {
+        seen.insert(entry);
+    }
 }
 
 /// The threads the last dump found waiting (whose wait the next dump can carry on).
 pub(crate) fn seen_tids() -> std::collections::HashSet<i32> {
     SEEN.lock()
-        .as_ref()
-        .map(|seen| seen.keys().copied().collect())
-        .unwrap_or_default()
+        .slots
+        .iter()
+        .filter(|s| s.tid != 0)
+        .map(|s| s.tid)
+        .collect()
 }
 
 /// The system call a thread waits in, with its arguments and the address just after the
 /// instruction (the handler sees a restarting call's pc on the instruction itself).
-fn identity_of(thread: &ThreadReport) -> Option<Identity> {
+fn identity_of(thread: &ThreadReport) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
     let call = thread.record.syscall?;
     let regs = thread.record.regs?;
     let pc = match call.phase {
         Phase::Restarting => regs.pc.wrapping_add(super::record::INSN),
         Phase::Waiting | Phase::Interrupted { .. } => regs.pc,
     };
-    Some((call.number?, call.args, pc))
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (call.number?, call.args, pc).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// How many lock lines a summary lists before it says how many more there are.
@@ -1390,6 +1452,39 @@ mod tests {
             Wait::describe_group(&[&b, &e], Some('S'), &names, None),
             "reading fd 12 (pipe:[77])"
         );
+    }
+
+    #[test]
+    fn the_table_of_seen_waits_keeps_every_thread_apart_and_clears() {
+        let mut table = Box::new(SeenTable {
+            slots: [EMPTY; SEEN_SLOTS],
+        });
+        let entry = |tid: i32| Seen {
+            tid,
+            identity: tid as u64 * 7,
+            ..EMPTY
+        };
+        // Tids that land on the same slot first, and more threads than slots.
+        let tids: Vec<i32> = (1..=SEEN_SLOTS as i32 + 10).collect();
+        for tid in &tids {
+            table.insert(entry(*tid));
+        }
+        for tid in tids.iter().take(SEEN_SLOTS) {
+            assert_eq!(
+                table.get(*tid).map(|s| s.identity),
+                Some(*tid as u64 * 7),
+                "tid {tid}"
+            );
+        }
+        assert_eq!(
+            table.get(SEEN_SLOTS as i32 + 5),
+            None,
+            "past the table: not remembered"
+        );
+        table.insert(Seen { since: 9, ..entry(3) });
+        assert_eq!(table.get(3).map(|s| s.since), Some(9), "an update replaces");
+        table.clear();
+        assert!(tids.iter().all(|t| table.get(*t).is_none()));
     }
 
     #[test]
