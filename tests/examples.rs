@@ -575,3 +575,59 @@ fn many_threads_dumps_a_thousand_threads() {
         Some("many_threads: 1000 threads stopped; bye")
     );
 }
+
+/// deadlock: doctor is certain of the manhole::sync pair and only says "possible" of the std
+/// pair; locks names both holders.
+#[test]
+fn deadlock_is_diagnosed_as_the_readme_shows() {
+    let mut example = Example::start("deadlock", &[]);
+    let socket = example.socket.clone();
+    example.expect_first_line("deadlock: pid {pid}, manhole listening at {socket}");
+    let mut client = Client::connect(&socket);
+    client.opening();
+    let mut doctor = String::new();
+    let found = wait_until(WAIT, || {
+        doctor = client.command("doctor --long 0.2");
+        doctor.contains("certain  deadlock of 2 threads: ") && doctor.contains("Mutex AUDIT")
+    });
+    assert!(found, "{doctor}");
+    let deadlock = doctor
+        .lines()
+        .find(|l| l.starts_with("certain  deadlock"))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(
+        deadlock.contains("\"transfer-in\"") && deadlock.contains("\"transfer-out\""),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("waits on Mutex CHECKING at ")
+            && doctor.contains("waits on Mutex SAVINGS at ")
+            && doctor.contains("taken at examples/deadlock.rs:"),
+        "{doctor}"
+    );
+    let std_pair: Vec<&str> = doctor
+        .lines()
+        .filter(|l| l.contains("AUDIT") || l.contains("LEDGER"))
+        .collect();
+    assert!(
+        // (The example's file is deadlock.rs: the word itself may appear in a path.)
+        std_pair.len() == 2
+            && std_pair
+                .iter()
+                .all(|l| !l.contains("deadlock of") && !l.starts_with("certain")),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("\npossible 2 locks that record no owner"),
+        "{doctor}"
+    );
+    let locks = client.command("locks");
+    assert!(locks.starts_with("4 locks with waiters"), "{locks}");
+    assert!(
+        locks.contains("Mutex CHECKING\n  held by ") && locks.contains("Mutex SAVINGS\n  held by "),
+        "{locks}"
+    );
+    client.send(b"quit\n");
+    client.read_to_end();
+    example.stop();
+}

@@ -23,6 +23,8 @@ struct Dump {
     capture: Duration,
     symbolize: Duration,
     render: Duration,
+    /// Of `symbolize`, telling why each thread waits.
+    waits: Duration,
     pauses: Vec<Duration>,
 }
 
@@ -42,6 +44,7 @@ impl Dump {
             capture: us(next())?,
             symbolize: us(next())?,
             render: us(next())?,
+            waits: us(next())?,
             pauses: next()
                 .unwrap_or("")
                 .split(',')
@@ -137,6 +140,7 @@ pub(crate) fn run(report: &mut Report) {
             capture: pick(|d| d.capture),
             symbolize: pick(|d| d.symbolize),
             render: pick(|d| d.render),
+            waits: pick(|d| d.waits),
             pauses: Vec::new(),
         };
         // The median of whole dumps, not the sum of the parts' medians.
@@ -178,9 +182,9 @@ pub(crate) fn run(report: &mut Report) {
     }
     println!();
     println!(
-        "| threads | answered | first dump ms | warm dump ms | capture ms | symbolize ms | render ms | pause p50 µs | pause p99 µs | rstack-self ms | eu-stack ms | gdb ms |"
+        "| threads | answered | first dump ms | warm dump ms | capture ms | symbolize ms | of which wait reasons ms | render ms | pause p50 µs | pause p99 µs | rstack-self ms | eu-stack ms | gdb ms |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let tool = |r: &Result<Duration, String>| match r {
             Ok(d) => format!(
@@ -191,13 +195,14 @@ pub(crate) fn run(report: &mut Report) {
             Err(e) => e.clone(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.threads,
             row.answered,
             ms(row.first.total()),
             ms(row.warm_total),
             ms(row.warm.capture),
             ms(row.warm.symbolize),
+            ms(row.warm.waits),
             ms(row.warm.render),
             us(row.pause_p50),
             us(row.pause_p99),
@@ -230,6 +235,7 @@ fn record(report: &mut Report, rows: &[Row]) {
                     "capture_ms": millis(r.warm.capture),
                     "symbolize_ms": millis(r.warm.symbolize),
                     "render_ms": millis(r.warm.render),
+                    "wait_reasons_ms": millis(r.warm.waits),
                     "pause_p50_us": r.pause_p50.as_secs_f64() * 1e6,
                     "pause_p99_us": r.pause_p99.as_secs_f64() * 1e6,
                     "eu_stack_ms": tool_ms(&r.eu_stack),

@@ -118,12 +118,13 @@ pub(crate) fn serve(threads: usize, spin: bool) {
         let pauses: Vec<String> = t.pauses.iter().map(|p| p.as_nanos().to_string()).collect();
         let _ = writeln!(
             out,
-            "dump {} {} {} {} {} {}",
+            "dump {} {} {} {} {} {} {}",
             t.threads,
             t.captured,
             t.capture.as_micros(),
             t.symbolize.as_micros(),
             t.render.as_micros(),
+            t.waits.as_micros(),
             pauses.join(",")
         );
         let _ = out.flush();

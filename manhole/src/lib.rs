@@ -277,6 +277,9 @@ pub mod __bench {
         pub pauses: Vec<Duration>,
         /// Size of the rendered text, in bytes.
         pub text_len: usize,
+        /// Of `symbolize`, what telling why each thread waits took (frames, futex words,
+        /// descriptors, how long; not the summary, which is part of `render`).
+        pub waits: Duration,
     }
 
     /// Takes one dump and times each phase.
@@ -298,6 +301,7 @@ pub mod __bench {
             render: rendered_at - symbolized_at,
             pauses,
             text_len: text.len(),
+            waits: dump.analysis,
         }
     }
 

@@ -619,7 +619,13 @@ fn conclude(sample: &Sample, long: Duration) -> Vec<Finding> {
     let quiet: Vec<&ThreadReport> = threads
         .iter()
         .filter(|t| !explained.contains(&t.tid) && t.wait.idle.is_none())
-        .filter(|t| !matches!(t.wait.kind, Kind::Sleep | Kind::Running | Kind::Unknown | Kind::Park | Kind::Epoll | Kind::Poll))
+        // I/O waits are a server's normal idle state (a socket, a pipe, a terminal): left out.
+        .filter(|t| {
+            !matches!(
+                t.wait.kind,
+                Kind::Sleep | Kind::Running | Kind::Unknown | Kind::Park | Kind::Epoll | Kind::Poll | Kind::Io(_)
+            )
+        })
         .filter(|t| t.wait.waited.is_some_and(|d| d >= long) && sample.still(t.tid) == Some(true))
         .collect();
     if !quiet.is_empty() {

@@ -80,6 +80,8 @@ pub(crate) struct Dump {
     pub(crate) threads: Vec<ThreadReport>,
     /// What limited this dump, in sentences shown under its header.
     pub(crate) notes: Vec<String>,
+    /// How long telling why each thread waits took (read by the benchmark).
+    pub(crate) analysis: Duration,
 }
 
 /// Raw material of one thread before symbolization.
@@ -366,17 +368,20 @@ pub(crate) fn symbolize_dump(raw: RawDump) -> Dump {
             })
         })
         .collect::<Vec<_>>();
+    let analysing = std::time::Instant::now();
     let mut lookup = waits::Lookup::new();
     for thread in &mut threads {
         thread.wait = waits::explain(thread, &mut lookup);
     }
     let switches: HashMap<i32, Option<u64>> = statuses.iter().map(|(tid, s)| (*tid, s.switches)).collect();
     waits::since(&mut threads, &switches, span);
+    let analysis = analysing.elapsed();
     Dump {
         pid,
         dumping_tid: me,
         threads,
         notes,
+        analysis,
     }
 }
 
@@ -791,10 +796,35 @@ pub(crate) fn thread_cpu_time(tid: i32) -> Option<Duration> {
 }
 
 /// Reads memory of this process without ever faulting (0 bytes where it cannot).
+#[cfg(test)]
 fn read_memory(address: usize, out: &mut [u8]) -> usize {
+    if can_read_memory() {
+        read_memory_checked(address, out)
+    } else {
+        0
+    }
+}
+
+/// Whether the calling thread may read memory through the kernel (the process allowed
+/// `process_vm_readv` at install, and this thread has no seccomp filter that could kill the
+/// process for it): checked once by a caller that reads many times.
+fn can_read_memory() -> bool {
     #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        sampler::read_memory(address, out)
+        sampler::can_read_memory()
+    }
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        false
+    }
+}
+
+/// Reads memory of this process without ever faulting, for a caller that found
+/// [`can_read_memory`] true on this thread.
+fn read_memory_checked(address: usize, out: &mut [u8]) -> usize {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sampler::read_memory_checked(address, out)
     }
     #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
     {
@@ -1279,6 +1309,7 @@ mod tests {
                 )])
                 .collect(),
             notes: Vec::new(),
+            analysis: Duration::ZERO,
         };
         let mut text = String::new();
         render(&dump, false, &mut text);

@@ -215,6 +215,18 @@ pub(crate) fn read_memory(address: usize, out: &mut [u8]) -> usize {
     vm_read(address, out.as_mut_ptr(), out.len())
 }
 
+/// Whether [`read_memory_checked`] may be used on the calling thread (the check
+/// [`read_memory`] makes each time: one `/proc` status read).
+pub(crate) fn can_read_memory() -> bool {
+    may_read_through_kernel()
+}
+
+/// [`read_memory`] for a caller that found [`can_read_memory`] true on this thread, for many
+/// reads in a row.
+pub(crate) fn read_memory_checked(address: usize, out: &mut [u8]) -> usize {
+    vm_read(address, out.as_mut_ptr(), out.len())
+}
+
 /// Reads the machine code around the program counters of interrupted threads (to tell whether
 /// they sit at a system call instruction), through the kernel, so a pc in an unmapped page is
 /// an unknown, never a fault. Each address is read once per reader: threads of a pool share

@@ -451,6 +451,7 @@ impl Wait {
 }
 
 /// What the frames say, innermost first.
+#[derive(Clone)]
 struct FrameFacts {
     kind: Option<Kind>,
     idle: Option<&'static str>,
@@ -609,10 +610,14 @@ const FUTEX_LOCK_PI: usize = 6;
 const FUTEX_LOCK_PI2: usize = 13;
 const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 
-/// Reads `N` bytes of this process at `address`, never faulting.
-fn peek<const N: usize>(address: usize) -> Option<[u8; N]> {
+/// Reads `N` bytes of this process at `address`, never faulting; nothing where this thread may
+/// not read through the kernel (see [`Lookup::peek_ok`]).
+fn peek<const N: usize>(lookup: &Lookup, address: usize) -> Option<[u8; N]> {
+    if !lookup.peek_ok {
+        return None;
+    }
     let mut out = [0u8; N];
-    (super::read_memory(address, &mut out) == N).then_some(out)
+    (super::read_memory_checked(address, &mut out) == N).then_some(out)
 }
 
 /// What is read once per dump and shared by every thread: the exposed statics' addresses,
@@ -622,6 +627,13 @@ pub(crate) struct Lookup {
     exposed: Vec<(usize, usize, &'static str)>,
     fds: HashMap<i32, Option<String>>,
     objects: HashMap<usize, Option<String>>,
+    /// What each distinct stack says (its frames are shared per address, so a stack is the
+    /// list of its frames' pointers): a pool of a thousand threads is read once.
+    stacks: HashMap<Vec<usize>, (FrameFacts, Option<String>)>,
+    sync_holders: HashMap<usize, Option<Holder>>,
+    /// Whether this thread may read memory through the kernel, checked once per dump: a
+    /// seccomp filter of the program's that forbids `process_vm_readv` could kill the process.
+    peek_ok: bool,
 }
 
 impl Lookup {
@@ -644,7 +656,36 @@ impl Lookup {
             exposed,
             fds: HashMap::new(),
             objects: HashMap::new(),
+            stacks: HashMap::new(),
+            sync_holders: HashMap::new(),
+            peek_ok: super::can_read_memory(),
         }
+    }
+
+    /// The holder a `manhole::sync` lock around `word` records, read once per word and dump
+    /// (each read tries several places through the kernel).
+    fn sync_holder(&mut self, word: usize) -> Option<Holder> {
+        let peek_ok = self.peek_ok;
+        self.sync_holders
+            .entry(word)
+            .or_insert_with(|| {
+                // It reads through the kernel too.
+                if !peek_ok {
+                    return None;
+                }
+                let held = crate::sync::holder_of_word(word)?;
+                Some(Holder {
+                    tid: held.tid,
+                    source: "manhole::sync's record",
+                    since: held.ago,
+                    at: held.site.map(|site| format!("{}:{}", site.file, site.line)),
+                    readers: match held.kind {
+                        crate::sync::HeldKind::Read { readers } => Some(readers),
+                        crate::sync::HeldKind::Mutex | crate::sync::HeldKind::Write => None,
+                    },
+                })
+            })
+            .clone()
     }
 
     fn fd(&mut self, fd: i32) -> Option<String> {
@@ -674,14 +715,25 @@ impl Lookup {
 
 /// Why `thread` is where it is.
 pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
-    let symbols: Vec<&Symbol> = match &thread.stack {
-        Stack::Frames(frames, _) => frames.iter().flat_map(|f| f.iter()).collect(),
-        Stack::FromProc { top, .. } => top.iter().flat_map(|f| f.iter()).collect(),
+    let frames = match &thread.stack {
+        Stack::Frames(frames, _) => frames,
+        Stack::FromProc { top, .. } => top,
     };
-    let facts = frame_facts(&symbols);
+    let key: Vec<usize> = frames
+        .iter()
+        .map(|f| std::sync::Arc::as_ptr(f).cast::<Symbol>() as usize)
+        .collect();
+    let (facts, at) = lookup
+        .stacks
+        .entry(key)
+        .or_insert_with(|| {
+            let symbols: Vec<&Symbol> = frames.iter().flat_map(|f| f.iter()).collect();
+            (frame_facts(&symbols), program_frame(&symbols))
+        })
+        .clone();
     let syscall = thread.record.syscall;
     let mut wait = Wait::of(Kind::Unknown);
-    wait.at = program_frame(&symbols);
+    wait.at = at;
     if thread.state == Some('R')
         && !matches!(
             syscall,
@@ -739,7 +791,7 @@ pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
         Kind::PthreadMutex if cfg!(target_env = "gnu") => {
             // glibc's pthread_mutex_t: __lock at +0, __count at +4, __owner at +8.
             if let Some(word) = wait.word
-                && let Some(owner) = peek::<4>(word + 8).map(i32::from_ne_bytes)
+                && let Some(owner) = peek::<4>(lookup, word + 8).map(i32::from_ne_bytes)
                 && owner > 0
             {
                 wait.holder = Some(Holder {
@@ -755,19 +807,10 @@ pub(crate) fn explain(thread: &ThreadReport, lookup: &mut Lookup) -> Wait {
     }
     if matches!(wait.kind, Kind::Mutex | Kind::RwLockRead | Kind::RwLockWrite)
         && let Some(word) = wait.word
-        && let Some(held) = crate::sync::holder_of_word(word)
+        && let Some(holder) = lookup.sync_holder(word)
     {
         // A manhole::sync lock: std's inside, and who took it recorded beside.
-        wait.holder = Some(Holder {
-            tid: held.tid,
-            source: "manhole::sync's record",
-            since: held.ago,
-            at: held.site.map(|site| format!("{}:{}", site.file, site.line)),
-            readers: match held.kind {
-                crate::sync::HeldKind::Read { readers } => Some(readers),
-                crate::sync::HeldKind::Mutex | crate::sync::HeldKind::Write => None,
-            },
-        });
+        wait.holder = Some(holder);
     }
     if matches!(wait.kind, Kind::Park | Kind::Receive | Kind::Send | Kind::Condvar) {
         // Their word is the waiter's own (a parker), or says nothing about a holder.
@@ -803,7 +846,7 @@ fn from_syscall(call: &Syscall, wait: &mut Wait, lookup: &mut Lookup) {
                 wait.kind = Kind::PiMutex;
                 // The kernel keeps the owner's tid in the word of a PI futex.
                 if let Some(word) = word
-                    && let Some(value) = peek::<4>(word).map(u32::from_ne_bytes)
+                    && let Some(value) = peek::<4>(lookup, word).map(u32::from_ne_bytes)
                     && value & FUTEX_TID_MASK != 0
                 {
                     wait.holder = Some(Holder {
@@ -869,13 +912,13 @@ fn from_syscall(call: &Syscall, wait: &mut Wait, lookup: &mut Lookup) {
         }
         libc::SYS_nanosleep => {
             wait.kind = Kind::Sleep;
-            wait.sleep = arg(0).and_then(timespec_at);
+            wait.sleep = arg(0).and_then(|a| timespec_at(lookup, a));
         }
         libc::SYS_clock_nanosleep => {
             wait.kind = Kind::Sleep;
             // With TIMER_ABSTIME the request is a time on the clock, not a length.
             if arg(1) == Some(0) {
-                wait.sleep = arg(2).and_then(timespec_at);
+                wait.sleep = arg(2).and_then(|a| timespec_at(lookup, a));
             }
         }
         libc::SYS_rt_sigsuspend | libc::SYS_rt_sigtimedwait => wait.kind = Kind::Signal,
@@ -987,6 +1030,14 @@ pub(crate) fn since(threads: &mut [ThreadReport], switches: &HashMap<i32, Option
     let mut next: Vec<Seen> = Vec::with_capacity(threads.len().min(SEEN_SLOTS));
     for thread in threads.iter_mut() {
         if thread.wait.kind == Kind::Running {
+            // Seen, so that the next dump does not read when it last ran (it was running):
+            // a thread found waiting then counts from then.
+            if next.len() < SEEN_SLOTS && thread.tid != 0 {
+                next.push(Seen {
+                    tid: thread.tid,
+                    ..EMPTY
+                });
+            }
             continue;
         }
         let measured = thread.record.not_run_for.map(|d| now.saturating_sub(nanos(d)));
@@ -1290,8 +1341,8 @@ fn who(tid: i32, names: &dyn Fn(i32) -> Option<String>) -> String {
 }
 
 /// The `struct timespec` at `address`, as a length.
-fn timespec_at(address: usize) -> Option<Duration> {
-    let bytes = peek::<16>(address)?;
+fn timespec_at(lookup: &Lookup, address: usize) -> Option<Duration> {
+    let bytes = peek::<16>(lookup, address)?;
     let (secs, nanos) = bytes.split_at(8);
     let secs = u64::try_from(i64::from_ne_bytes(secs.try_into().ok()?)).ok()?;
     let nanos = u32::try_from(i64::from_ne_bytes(nanos.try_into().ok()?)).ok()?;
@@ -1509,6 +1560,9 @@ mod tests {
             exposed: Vec::new(),
             fds: HashMap::new(),
             objects: HashMap::new(),
+            stacks: HashMap::new(),
+            sync_holders: HashMap::new(),
+            peek_ok: super::super::can_read_memory(),
         };
         from_syscall(&call, &mut wait, &mut lookup);
         assert_eq!(wait.kind, Kind::PiMutex);
