@@ -475,3 +475,39 @@ fn locks_lists_every_lock_with_its_waiters_and_doctor_sees_busy_and_joined_threa
     assert_eq!(app.ask("exit"), "exiting");
     let _ = app.finish();
 }
+
+/// A priority-inheritance mutex keeps its owner in the word (the kernel's); a static that is
+/// not exposed is named from the symbol table.
+#[test]
+fn pi_mutex_owners_and_statics_that_are_not_exposed_are_named() {
+    let mut app = start(&["pi", "hidden"]);
+    let mut client = Client::connect(&app.socket);
+    let dump = client.opening();
+    let pi_holder = tid_of(&dump, "pi-holder");
+    let reason = |name: &str| {
+        header(&dump, name)
+            .split_once(" (")
+            .map_or("", |(_, r)| r)
+            .to_owned()
+    };
+    assert!(
+        reason("pi-waiter").ends_with(&format!(
+            " on PI mutex PI_MUTEX, held by {pi_holder} \"pi-holder\"):"
+        )),
+        "{dump}"
+    );
+    assert!(
+        reason("hidden-waiter").ends_with(" on Mutex manhole_waits_host::HIDDEN):"),
+        "{dump}"
+    );
+    let doctor = client.command("doctor --long 0.2");
+    assert!(
+        doctor.contains(&format!(
+            "certain  PI mutex PI_MUTEX is held by {pi_holder} \"pi-holder\", which is itself blocked"
+        )),
+        "{doctor}"
+    );
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}

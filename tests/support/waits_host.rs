@@ -19,6 +19,10 @@
 //!   wait) and blocks reading it;
 //! - `pthread`: `c-holder` holds a glibc `pthread_mutex_t` (exposed `C_MUTEX`) and sleeps;
 //!   `c-waiter` waits for it;
+//! - `pi`: `pi-holder` holds a priority-inheritance `pthread_mutex_t` (exposed `PI_MUTEX`) and
+//!   sleeps; `pi-waiter` waits for it;
+//! - `hidden`: `hidden-holder` holds `HIDDEN`, a std Mutex that is not exposed, and sleeps;
+//!   `hidden-waiter` waits for it;
 //! - `condvar`, `channel`, `sleep`: one thread each (`cv-waiter`, `rx`, `sleeper`);
 //! - `many N`: N threads `idle-K` parked in `thread::park`.
 
@@ -58,6 +62,13 @@ impl std::fmt::Debug for CMutex {
 }
 #[manhole::expose]
 static C_MUTEX: CMutex = CMutex(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+
+#[manhole::expose]
+static PI_MUTEX: CMutex = CMutex(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+
+/// Not exposed: a dump names it from the symbol table.
+#[used]
+static HIDDEN: Mutex<u32> = Mutex::new(0);
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -250,6 +261,42 @@ fn main() {
                     unsafe { libc::pthread_mutex_lock(C_MUTEX.0.get()) };
                 });
                 expect_blocked.push("c-waiter".into());
+            }
+            "pi" => {
+                // SAFETY: the attribute and the mutex are initialised here, before any thread
+                // uses the mutex, and never destroyed.
+                unsafe {
+                    let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+                    libc::pthread_mutexattr_init(&mut attr);
+                    libc::pthread_mutexattr_setprotocol(&mut attr, libc::PTHREAD_PRIO_INHERIT);
+                    libc::pthread_mutex_init(PI_MUTEX.0.get(), &attr);
+                }
+                let (held_tx, held_rx) = std::sync::mpsc::channel();
+                start("pi-holder", &tx, move || {
+                    // SAFETY: an initialised mutex, locked and never unlocked here.
+                    unsafe { libc::pthread_mutex_lock(PI_MUTEX.0.get()) };
+                    let _ = held_tx.send(());
+                    forever();
+                });
+                let _ = held_rx.recv();
+                start("pi-waiter", &tx, || {
+                    // SAFETY: as above; this blocks for ever.
+                    unsafe { libc::pthread_mutex_lock(PI_MUTEX.0.get()) };
+                });
+                expect_blocked.push("pi-waiter".into());
+            }
+            "hidden" => {
+                let (held_tx, held_rx) = std::sync::mpsc::channel();
+                start("hidden-holder", &tx, move || {
+                    let _guard = HIDDEN.lock();
+                    let _ = held_tx.send(());
+                    forever();
+                });
+                let _ = held_rx.recv();
+                start("hidden-waiter", &tx, || {
+                    let _guard = HIDDEN.lock();
+                });
+                expect_blocked.push("hidden-waiter".into());
             }
             "condvar" => {
                 start("cv-waiter", &tx, || {
