@@ -511,3 +511,27 @@ fn pi_mutex_owners_and_statics_that_are_not_exposed_are_named() {
     assert_eq!(app.ask("exit"), "exiting");
     let _ = app.finish();
 }
+
+/// Two locks in one exposed static share its name but not their waiters.
+#[test]
+fn two_locks_in_one_static_are_two_locks() {
+    let mut app = start(&["pair"]);
+    let mut client = Client::connect(&app.socket);
+    client.opening();
+    let locks = client.command("locks");
+    assert!(locks.starts_with("2 locks with waiters"), "{locks}");
+    let blocks: Vec<&str> = locks
+        .split("\n\n")
+        .filter(|b| b.starts_with("Mutex PAIR"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "{locks}");
+    assert!(
+        blocks.iter().all(|b| b.contains("  1 waiter:"))
+            && locks.contains("\"left-waiter\"")
+            && locks.contains("\"right-waiter\""),
+        "{locks}"
+    );
+    drop(client);
+    assert_eq!(app.ask("exit"), "exiting");
+    let _ = app.finish();
+}

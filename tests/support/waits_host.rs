@@ -23,6 +23,8 @@
 //!   sleeps; `pi-waiter` waits for it;
 //! - `hidden`: `hidden-holder` holds `HIDDEN`, a std Mutex that is not exposed, and sleeps;
 //!   `hidden-waiter` waits for it;
+//! - `pair`: `PAIR`, one exposed static with two std Mutexes in it; `left-holder` and
+//!   `right-holder` hold one each and sleep, `left-waiter` and `right-waiter` wait;
 //! - `condvar`, `channel`, `sleep`: one thread each (`cv-waiter`, `rx`, `sleeper`);
 //! - `many N`: N threads `idle-K` parked in `thread::park`.
 
@@ -69,6 +71,19 @@ static PI_MUTEX: CMutex = CMutex(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_
 /// Not exposed: a dump names it from the symbol table.
 #[used]
 static HIDDEN: Mutex<u32> = Mutex::new(0);
+
+/// Two locks in one static.
+#[derive(Debug)]
+struct Pair {
+    left: Mutex<u8>,
+    right: Mutex<u8>,
+}
+
+#[manhole::expose]
+static PAIR: Pair = Pair {
+    left: Mutex::new(0),
+    right: Mutex::new(0),
+};
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -297,6 +312,21 @@ fn main() {
                     let _guard = HIDDEN.lock();
                 });
                 expect_blocked.push("hidden-waiter".into());
+            }
+            "pair" => {
+                for (side, lock) in [("left", &PAIR.left), ("right", &PAIR.right)] {
+                    let (held_tx, held_rx) = std::sync::mpsc::channel();
+                    start(&format!("{side}-holder"), &tx, move || {
+                        let _guard = lock.lock();
+                        let _ = held_tx.send(());
+                        forever();
+                    });
+                    let _ = held_rx.recv();
+                    start(&format!("{side}-waiter"), &tx, move || {
+                        let _guard = lock.lock();
+                    });
+                    expect_blocked.push(format!("{side}-waiter"));
+                }
             }
             "condvar" => {
                 start("cv-waiter", &tx, || {

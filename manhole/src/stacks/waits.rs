@@ -1151,9 +1151,10 @@ pub(crate) fn lock_groups(threads: &[ThreadReport]) -> Vec<LockGroup<'_>> {
             Kind::RwLockWrite => w.wrapping_sub(4),
             _ => w,
         });
-        let key = match (&thread.wait.object, word) {
-            (Some(object), _) => (None, Some(object.as_str())),
-            (None, word) => (word, None),
+        // By the word: two locks in one exposed static share its name, not their waiters.
+        let key = match (word, &thread.wait.object) {
+            (Some(word), _) => (Some(word), None),
+            (None, object) => (None, object.as_deref()),
         };
         match index.get(&key) {
             Some(&g) => groups[g].waiters.push(thread),
