@@ -127,7 +127,8 @@ pub(super) const COMMANDS: &[Command] = &[
                   unchanged over the look), likely (one step inferred) or possible, with the\n\
                   evidence: deadlock cycles (only of recorded owners), a lock held by a\n\
                   thread that is itself blocked, waits on locks that record no owner, threads\n\
-                  that have not run for long, busy threads, pools with no idle thread.\n\
+                  that have not run for long, busy threads (a quarter of a CPU or more),\n\
+                  pools with no idle thread.\n\
                   --long (default 5) is how many seconds count as long.\n\
                   Example: doctor --long 30",
         group: Group::Look,
@@ -589,7 +590,9 @@ fn conclude(sample: &Sample, long: Duration) -> Vec<Finding> {
     // 4. Busy threads: CPU between the looks.
     for t in threads {
         let Some(cpu) = sample.after.get(&t.tid).and_then(|a| a.cpu) else { continue };
-        if t.tid == sample.dump.dumping_tid || cpu * 2 < sample.span {
+        // A quarter of a CPU: a spinning thread on a saturated machine gets no more than its
+        // share, and a thread that only woke for the stack signal uses microseconds.
+        if t.tid == sample.dump.dumping_tid || cpu * 4 < sample.span {
             continue;
         }
         let share = (cpu.as_secs_f64() / sample.span.as_secs_f64() * 100.0).min(100.0);
