@@ -251,6 +251,28 @@ fn ours<G, W>(result: LockResult<G>, wrap: impl FnOnce(G) -> W) -> LockResult<W>
     }
 }
 
+/// Takes a lock the way every blocking method here does: without waiting if it is free (no
+/// clock read: `since` 0), else stamps the contention (`contended`), blocks, and stamps when it
+/// got it. `wrap` makes our guard from std's and the `since` to record.
+#[inline]
+fn acquire<G, W>(
+    attempt: impl FnOnce() -> TryLockResult<G>,
+    contended: impl FnOnce(),
+    block: impl FnOnce() -> LockResult<G>,
+    wrap: impl Fn(G, u64) -> W,
+) -> LockResult<W> {
+    match attempt() {
+        Ok(inner) => return Ok(wrap(inner, 0)),
+        Err(TryLockError::Poisoned(poisoned)) => {
+            return Err(PoisonError::new(wrap(poisoned.into_inner(), 0)));
+        }
+        Err(TryLockError::WouldBlock) => contended(),
+    }
+    let result = block();
+    let now = sys::coarse_monotonic_ns();
+    ours(result, |inner| wrap(inner, now))
+}
+
 /// std's `try_` result with its guard wrapped in ours.
 #[inline]
 fn ours_try<G, W>(result: TryLockResult<G>, wrap: impl FnOnce(G) -> W) -> TryLockResult<W> {
@@ -314,23 +336,12 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         let location = Location::caller();
-        match self.inner.try_lock() {
-            Ok(inner) => return Ok(MutexGuard::new(&self.header, inner, location, 0)),
-            Err(TryLockError::Poisoned(poisoned)) => {
-                return Err(PoisonError::new(MutexGuard::new(
-                    &self.header,
-                    poisoned.into_inner(),
-                    location,
-                    0,
-                )));
-            }
-            Err(TryLockError::WouldBlock) => Header::contended(&self.header.since),
-        }
-        let result = self.inner.lock();
-        let now = sys::coarse_monotonic_ns();
-        ours(result, |inner| {
-            MutexGuard::new(&self.header, inner, location, now)
-        })
+        acquire(
+            || self.inner.try_lock(),
+            || Header::contended(&self.header.since),
+            || self.inner.lock(),
+            |inner, since| MutexGuard::new(&self.header, inner, location, since),
+        )
     }
 
     /// Takes the lock if it is free, without waiting.
@@ -472,23 +483,12 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let location = Location::caller();
-        match self.inner.try_read() {
-            Ok(inner) => return Ok(RwLockReadGuard::new(&self.header, inner, location, 0)),
-            Err(TryLockError::Poisoned(poisoned)) => {
-                return Err(PoisonError::new(RwLockReadGuard::new(
-                    &self.header,
-                    poisoned.into_inner(),
-                    location,
-                    0,
-                )));
-            }
-            Err(TryLockError::WouldBlock) => self.header.contended(),
-        }
-        let result = self.inner.read();
-        let now = sys::coarse_monotonic_ns();
-        ours(result, |inner| {
-            RwLockReadGuard::new(&self.header, inner, location, now)
-        })
+        acquire(
+            || self.inner.try_read(),
+            || self.header.contended(),
+            || self.inner.read(),
+            |inner, since| RwLockReadGuard::new(&self.header, inner, location, since),
+        )
     }
 
     /// Takes a read lock if it can without waiting.
@@ -511,23 +511,12 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         let location = Location::caller();
-        match self.inner.try_write() {
-            Ok(inner) => return Ok(RwLockWriteGuard::new(&self.header.writer, inner, location, 0)),
-            Err(TryLockError::Poisoned(poisoned)) => {
-                return Err(PoisonError::new(RwLockWriteGuard::new(
-                    &self.header.writer,
-                    poisoned.into_inner(),
-                    location,
-                    0,
-                )));
-            }
-            Err(TryLockError::WouldBlock) => self.header.contended(),
-        }
-        let result = self.inner.write();
-        let now = sys::coarse_monotonic_ns();
-        ours(result, |inner| {
-            RwLockWriteGuard::new(&self.header.writer, inner, location, now)
-        })
+        acquire(
+            || self.inner.try_write(),
+            || self.header.contended(),
+            || self.inner.write(),
+            |inner, since| RwLockWriteGuard::new(&self.header.writer, inner, location, since),
+        )
     }
 
     /// Takes the write lock if it can without waiting.
@@ -716,10 +705,10 @@ impl Held {
         let who = thread_label(self.tid);
         let held_for = self
             .ago
-            .map_or_else(String::new, |d| format!(" for {}", seconds(d)));
+            .map_or_else(String::new, |d| format!(" for {}", text::wait_duration(d)));
         let read_ago = self
             .ago
-            .map_or_else(String::new, |d| format!(" {} ago", seconds(d)));
+            .map_or_else(String::new, |d| format!(" {} ago", text::wait_duration(d)));
         let at = |lead: &str| {
             self.site
                 .as_ref()
@@ -748,11 +737,6 @@ fn thread_label(tid: i32) -> String {
         return format!("{tid} (no longer a thread of this process)");
     }
     tid.to_string()
-}
-
-/// `1.2 s` under a minute, `4m 10s` above; rounded down (a lower bound).
-fn seconds(d: Duration) -> String {
-    text::wait_duration(d)
 }
 
 /// How long ago a timestamp of [`sys::coarse_monotonic_ns`] was; `None` for 0 (not known).

@@ -795,16 +795,6 @@ pub(crate) fn thread_cpu_time(tid: i32) -> Option<Duration> {
     }
 }
 
-/// Reads memory of this process without ever faulting (0 bytes where it cannot).
-#[cfg(test)]
-fn read_memory(address: usize, out: &mut [u8]) -> usize {
-    if can_read_memory() {
-        read_memory_checked(address, out)
-    } else {
-        0
-    }
-}
-
 /// Whether the calling thread may read memory through the kernel (the process allowed
 /// `process_vm_readv` at install, and this thread has no seccomp filter that could kill the
 /// process for it): checked once by a caller that reads many times.
